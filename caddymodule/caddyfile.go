@@ -1,0 +1,858 @@
+package caddymodule
+
+import (
+	"errors"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+)
+
+func init() {
+	httpcaddyfile.RegisterGlobalOption("capi", parseGlobalOption)
+	httpcaddyfile.RegisterHandlerDirective("capi", parseHandlerDirective)
+	// After encode, so that encode compresses what the handler injects, and before handle, route
+	// and every terminal handler, so that the handler runs on sites that use handle blocks.
+	httpcaddyfile.RegisterDirectiveOrder("capi", httpcaddyfile.After, "encode")
+}
+
+// parseGlobalOption sets up the capi app from the `capi` global option.
+func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
+	if existing != nil {
+		d.Next() // the option name, for the error's file and line
+		return nil, d.Err("capi: the global option is given twice; expected a single capi { … } block")
+	}
+	app := new(App)
+	if err := app.UnmarshalCaddyfile(d); err != nil {
+		return nil, err
+	}
+	return httpcaddyfile.App{Name: "capi", Value: caddyconfig.JSON(app, nil)}, nil
+}
+
+// parseHandlerDirective sets up the capi handler from the site's `capi` directive.
+func parseHandlerDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	handler := new(Handler)
+	err := handler.UnmarshalCaddyfile(h.Dispenser)
+	return handler, err
+}
+
+// UnmarshalCaddyfile sets up the app from the `capi` global option. Syntax:
+//
+//	capi {
+//		storage bolt [<path>]
+//		storage redis <url>
+//		sink file <path>
+//
+//		meta {
+//			pixel_id        <digits>
+//			access_token    <token>
+//			test_event_code <code>
+//			api_version     <vNN.0>
+//			endpoint        <base url>
+//		}
+//		tiktok {
+//			pixel_code      <code>
+//			access_token    <token>
+//			test_event_code <code>
+//			endpoint        <base url>
+//			event <OurName> <TikTokName>
+//		}
+//		google_ads {
+//			tag_id            AW-<digits>
+//			customer_id       <id>
+//			login_customer_id <id>
+//			developer_token   <token>
+//			client_id         <id>
+//			client_secret     <secret>
+//			refresh_token     <token>
+//			conversion <EventName> <conversion action id> [<label>]
+//			endpoint          <base url>
+//			token_endpoint    <url>
+//			api_version       <vNN>
+//		}
+//
+//		delivery {
+//			workers <n>
+//			batch   <n>
+//			flush   <duration>
+//			give_up <duration>
+//		}
+//		visitor_ttl     <duration>
+//		default_country <cc>
+//		consent {
+//			require <cookie name> <regexp>
+//			gpc     on|off
+//		}
+//	}
+//
+// Secrets and IDs may be {env.NAME} or {file.PATH} placeholders, resolved when the config is
+// loaded.
+func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // the option name
+	if d.NextArg() {
+		return d.Err("capi: the global option takes no arguments; expected a block: capi { … }")
+	}
+	p := parser{d: d, ctx: "capi", seen: map[string]bool{}}
+	blocks := map[string]*caddyfile.Dispenser{}
+	for d.NextBlock(0) {
+		name := d.Val()
+		if err := p.once(name); err != nil {
+			return err
+		}
+		var err error
+		switch name {
+		case "storage":
+			a.Storage, err = p.storage()
+		case "sink":
+			a.Sink, err = p.sink()
+		case "meta":
+			blocks["capi.meta"] = tokenAt(d)
+			a.Meta, err = p.meta()
+		case "tiktok":
+			blocks["capi.tiktok"] = tokenAt(d)
+			a.TikTok, err = p.tiktok()
+		case "google_ads":
+			blocks["capi.google_ads"] = tokenAt(d)
+			a.GoogleAds, err = p.googleAds()
+		case "delivery":
+			a.Delivery, err = p.delivery()
+		case "visitor_ttl":
+			var ttl time.Duration
+			if ttl, err = p.duration("visitor_ttl <duration>, such as 90d"); err == nil {
+				if err = checkVisitorTTL(ttl); err != nil {
+					err = p.errf("visitor_ttl: %v", err)
+				}
+				a.VisitorTTL = caddy.Duration(ttl)
+			}
+		case "default_country":
+			var cc string
+			if cc, err = p.arg("default_country <ISO 3166-1 alpha-2 code>"); err == nil {
+				if a.DefaultCountry, err = checkCountry(cc); err != nil {
+					err = p.errf("default_country: %v", err)
+				}
+			}
+		case "consent":
+			a.Consent, err = p.consent()
+		default:
+			return p.errf("unknown subdirective %q; expected one of storage, sink, meta, tiktok, google_ads, delivery, visitor_ttl, default_country, consent", name)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if err := a.checkCredentials(); err != nil {
+		var fe fieldError
+		if errors.As(err, &fe) {
+			for prefix, at := range blocks {
+				if strings.HasPrefix(fe.path, prefix) {
+					return at.Errf("%v", err)
+				}
+			}
+		}
+		return d.Errf("%v", err)
+	}
+	return nil
+}
+
+// UnmarshalCaddyfile sets up the handler from the site's `capi` directive. Syntax:
+//
+//	capi [<matcher>] {
+//		pixels meta tiktok google
+//		cookie_domain <domain>
+//		page_view     server|browser
+//
+//		conversion <EventName> <path pattern> {
+//			method      <METHOD>
+//			value       <amount or placeholder>
+//			currency    <ISO 4217 code or placeholder>
+//			order_id    <placeholder>
+//			content_ids <placeholder>
+//		}
+//		capture <path pattern>...
+//		collect <path>
+//		link    <path> <target url>
+//
+//		postback clickbank|jvzoo|shopify|woocommerce|stripe <path> {
+//			secret <key>
+//			event  <EventName>
+//		}
+//		postback generic <path> {
+//			token <token>
+//			event <EventName>
+//		}
+//		consent {
+//			require <cookie name> <regexp>
+//			gpc     on|off
+//		}
+//	}
+//
+// Every subdirective is optional; `secret` may be repeated while a source rotates its secret.
+func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // the directive name
+	start := tokenAt(d)
+	if d.NextArg() {
+		return d.Err("capi: the directive takes no arguments besides a matcher; expected a block: capi { … }")
+	}
+	p := parser{d: d, ctx: "capi", seen: map[string]bool{}}
+	for d.NextBlock(0) {
+		name := d.Val()
+		switch name {
+		case "conversion", "capture", "link", "postback":
+		default:
+			if err := p.once(name); err != nil {
+				return err
+			}
+		}
+		var err error
+		switch name {
+		case "pixels":
+			err = p.pixels(h)
+		case "cookie_domain":
+			var v string
+			if v, err = p.arg("cookie_domain <domain>"); err == nil {
+				if h.CookieDomain, err = checkCookieDomain(v); err != nil {
+					err = p.errf("cookie_domain: %v", err)
+				}
+			}
+		case "page_view":
+			if h.PageView, err = p.arg("page_view server|browser"); err == nil && h.PageView != "server" && h.PageView != "browser" {
+				err = p.errf("page_view: expected server or browser, got %q", h.PageView)
+			}
+		case "conversion":
+			var c Conversion
+			if c, err = p.conversion(); err == nil {
+				h.Conversions = append(h.Conversions, c)
+			}
+		case "capture":
+			err = p.capture(h)
+		case "collect":
+			if h.Collect, err = p.arg("collect <path>, such as /capi/collect"); err == nil {
+				if err = checkExactPath(h.Collect); err != nil {
+					err = p.errf("collect: %v", err)
+				}
+			}
+		case "link":
+			var l Link
+			if l, err = p.link(); err == nil {
+				h.Links = append(h.Links, l)
+			}
+		case "postback":
+			var pb Postback
+			if pb, err = p.postback(); err == nil {
+				h.Postbacks = append(h.Postbacks, pb)
+			}
+		case "consent":
+			h.Consent, err = p.consent()
+		default:
+			return p.errf("unknown subdirective %q; expected one of pixels, cookie_domain, page_view, conversion, capture, collect, link, postback, consent", name)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	// What spans subdirectives (two endpoints on one path) is found after the block.
+	if err := h.check(); err != nil {
+		return start.Errf("%v", err)
+	}
+	return nil
+}
+
+// parser reads one block of the capi Caddyfile. Its errors carry the context ("capi meta") and,
+// through the dispenser, the file and line; they say what was expected and never repeat a secret.
+type parser struct {
+	d    *caddyfile.Dispenser
+	ctx  string
+	seen map[string]bool
+}
+
+func (p parser) errf(format string, args ...any) error {
+	return p.d.Errf(p.ctx+": "+format, args...)
+}
+
+// sub returns a parser for a nested block.
+func (p parser) sub(name string) parser {
+	return parser{d: p.d, ctx: p.ctx + " " + name, seen: map[string]bool{}}
+}
+
+// once refuses a subdirective given twice where only one makes sense.
+func (p parser) once(name string) error {
+	if p.seen[name] {
+		return p.errf("%s is given twice; expected it once", name)
+	}
+	p.seen[name] = true
+	return nil
+}
+
+// args reads the rest of the line, refusing fewer than min or more than max arguments.
+func (p parser) args(min, max int, usage string) ([]string, error) {
+	name := p.d.Val()
+	args := p.d.RemainingArgs()
+	if len(args) < min {
+		return nil, p.errf("%s: missing argument; expected `%s`", name, usage)
+	}
+	if max >= 0 && len(args) > max {
+		return nil, p.errf("%s: too many arguments; expected `%s`", name, usage)
+	}
+	return args, nil
+}
+
+// arg reads exactly one argument.
+func (p parser) arg(usage string) (string, error) {
+	args, err := p.args(1, 1, usage)
+	if err != nil {
+		return "", err
+	}
+	return args[0], nil
+}
+
+// noArgs refuses arguments before a block.
+func (p parser) noArgs(usage string) error {
+	_, err := p.args(0, 0, usage)
+	return err
+}
+
+func (p parser) duration(usage string) (time.Duration, error) {
+	name := p.d.Val()
+	v, err := p.arg(usage)
+	if err != nil {
+		return 0, err
+	}
+	dur, err := caddy.ParseDuration(v)
+	if err != nil || dur <= 0 {
+		return 0, p.errf("%s: bad duration %q; expected a positive duration such as 30s, 5m, 2h or 7d", name, v)
+	}
+	return dur, nil
+}
+
+func (p parser) positiveInt(usage string, max int) (int, error) {
+	name := p.d.Val()
+	v, err := p.arg(usage)
+	if err != nil {
+		return 0, err
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > max {
+		return 0, p.errf("%s: %q is not a number from 1 to %d", name, v, max)
+	}
+	return n, nil
+}
+
+// secret reads one secret argument: a literal, {env.NAME} or {file.PATH}.
+func (p parser) secret(usage string) (string, error) {
+	name := p.d.Val()
+	v, err := p.arg(usage)
+	if err != nil {
+		return "", err
+	}
+	if err := checkSecret(v); err != nil {
+		return "", p.errf("%s: %v", name, err)
+	}
+	return v, nil
+}
+
+// id reads an identifier that may also come from a placeholder, checking the literal form now.
+func (p parser) id(usage string, check func(string) (string, error)) (string, error) {
+	name := p.d.Val()
+	v, err := p.arg(usage)
+	if err != nil {
+		return "", err
+	}
+	if err := checkSecret(v); err != nil {
+		return "", p.errf("%s: %v", name, err)
+	}
+	if isSecretPlaceholder(v) {
+		return v, nil
+	}
+	out, err := check(v)
+	if err != nil {
+		return "", p.errf("%s: %v", name, err)
+	}
+	return out, nil
+}
+
+// literal reads an argument checked as it is written.
+func (p parser) literal(usage string, check func(string) error) (string, error) {
+	name := p.d.Val()
+	v, err := p.arg(usage)
+	if err != nil {
+		return "", err
+	}
+	if err := check(v); err != nil {
+		return "", p.errf("%s: %v", name, err)
+	}
+	return v, nil
+}
+
+// block iterates over the subdirectives of the block that follows the current token.
+func (p parser) block(each func(name string) error) error {
+	for nesting := p.d.Nesting(); p.d.NextBlock(nesting); {
+		name := p.d.Val()
+		if err := each(name); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (p parser) storage() (*StorageConfig, error) {
+	const usage = "storage bolt [<path>] or storage redis <url>"
+	args, err := p.args(1, 2, usage)
+	if err != nil {
+		return nil, err
+	}
+	switch args[0] {
+	case backendBolt:
+		s := &StorageConfig{Backend: backendBolt}
+		if len(args) == 2 {
+			s.Path = args[1]
+		}
+		return s, nil
+	case backendRedis:
+		if len(args) != 2 {
+			return nil, p.errf("storage redis: missing URL; expected `storage redis <url>`")
+		}
+		if err := checkSecret(args[1]); err != nil {
+			return nil, p.errf("storage redis: %v", err)
+		}
+		if !isSecretPlaceholder(args[1]) {
+			if err := checkRedisURL(args[1]); err != nil {
+				return nil, p.errf("storage redis: %v", err)
+			}
+		}
+		return &StorageConfig{Backend: backendRedis, URL: args[1]}, nil
+	}
+	return nil, p.errf("storage: unknown backend %q; expected `%s`", args[0], usage)
+}
+
+func (p parser) sink() (*SinkConfig, error) {
+	args, err := p.args(2, 2, "sink file <path>")
+	if err != nil {
+		return nil, err
+	}
+	if args[0] != "file" {
+		return nil, p.errf("sink: unknown kind %q; expected `sink file <path>`", args[0])
+	}
+	return &SinkConfig{Type: "file", Path: args[1]}, nil
+}
+
+func (p parser) meta() (*MetaConfig, error) {
+	if err := p.noArgs("meta { … }"); err != nil {
+		return nil, err
+	}
+	m := new(MetaConfig)
+	q := p.sub("meta")
+	err := q.block(func(name string) error {
+		if err := q.once(name); err != nil {
+			return err
+		}
+		var err error
+		switch name {
+		case "pixel_id":
+			m.PixelID, err = q.id("pixel_id <digits>", checkMetaPixelID)
+		case "access_token":
+			m.AccessToken, err = q.secret("access_token <token>, such as {env.META_ACCESS_TOKEN}")
+		case "test_event_code":
+			m.TestEventCode, err = q.id("test_event_code <code>", keep(checkTestEventCode))
+		case "api_version":
+			m.APIVersion, err = q.literal("api_version <vNN.0>", checkMetaAPIVersion)
+		case "endpoint":
+			m.Endpoint, err = q.literal("endpoint <base url>", checkEndpoint)
+		default:
+			return q.errf("unknown subdirective %q; expected one of pixel_id, access_token, test_event_code, api_version, endpoint", name)
+		}
+		return err
+	})
+	return m, err
+}
+
+func (p parser) tiktok() (*TikTokConfig, error) {
+	if err := p.noArgs("tiktok { … }"); err != nil {
+		return nil, err
+	}
+	t := new(TikTokConfig)
+	q := p.sub("tiktok")
+	err := q.block(func(name string) error {
+		if name != "event" {
+			if err := q.once(name); err != nil {
+				return err
+			}
+		}
+		var err error
+		switch name {
+		case "pixel_code":
+			t.PixelCode, err = q.id("pixel_code <code>", keep(checkTikTokPixelCode))
+		case "access_token":
+			t.AccessToken, err = q.secret("access_token <token>, such as {env.TIKTOK_ACCESS_TOKEN}")
+		case "test_event_code":
+			t.TestEventCode, err = q.id("test_event_code <code>", keep(checkTestEventCode))
+		case "endpoint":
+			t.Endpoint, err = q.literal("endpoint <base url>", checkEndpoint)
+		case "event":
+			var args []string
+			if args, err = q.args(2, 2, "event <OurName> <TikTokName>"); err != nil {
+				return err
+			}
+			for _, n := range args {
+				if err := checkEventName(n); err != nil {
+					return q.errf("event: %v", err)
+				}
+			}
+			if _, dup := t.Events[args[0]]; dup {
+				return q.errf("event: %s is mapped twice; expected one TikTok name per event", args[0])
+			}
+			if t.Events == nil {
+				t.Events = map[string]string{}
+			}
+			t.Events[args[0]] = args[1]
+		default:
+			return q.errf("unknown subdirective %q; expected one of pixel_code, access_token, test_event_code, endpoint, event", name)
+		}
+		return err
+	})
+	return t, err
+}
+
+func (p parser) googleAds() (*GoogleAdsConfig, error) {
+	if err := p.noArgs("google_ads { … }"); err != nil {
+		return nil, err
+	}
+	g := new(GoogleAdsConfig)
+	q := p.sub("google_ads")
+	err := q.block(func(name string) error {
+		if name != "conversion" {
+			if err := q.once(name); err != nil {
+				return err
+			}
+		}
+		var err error
+		switch name {
+		case "tag_id":
+			g.TagID, err = q.id("tag_id AW-<digits>", keep(checkGoogleTagID))
+		case "customer_id":
+			g.CustomerID, err = q.id("customer_id <10 digits>", checkGoogleCustomerID)
+		case "login_customer_id":
+			g.LoginCustomerID, err = q.id("login_customer_id <10 digits>", checkGoogleCustomerID)
+		case "developer_token":
+			g.DeveloperToken, err = q.secret("developer_token <token>")
+		case "client_id":
+			g.ClientID, err = q.secret("client_id <OAuth client ID>")
+		case "client_secret":
+			g.ClientSecret, err = q.secret("client_secret <OAuth client secret>")
+		case "refresh_token":
+			g.RefreshToken, err = q.secret("refresh_token <OAuth refresh token>")
+		case "conversion":
+			var c GoogleConversion
+			if c, err = q.googleConversion(); err == nil {
+				for _, other := range g.Conversions {
+					if other.Event == c.Event {
+						return q.errf("conversion: %s is mapped twice; expected one conversion action per event", c.Event)
+					}
+				}
+				g.Conversions = append(g.Conversions, c)
+			}
+		case "endpoint":
+			g.Endpoint, err = q.literal("endpoint <base url>", checkEndpoint)
+		case "token_endpoint":
+			g.TokenEndpoint, err = q.literal("token_endpoint <url>", checkEndpoint)
+		case "api_version":
+			g.APIVersion, err = q.literal("api_version <vNN>", checkGoogleAPIVersion)
+		default:
+			return q.errf("unknown subdirective %q; expected one of tag_id, customer_id, login_customer_id, developer_token, client_id, client_secret, refresh_token, conversion, endpoint, token_endpoint, api_version", name)
+		}
+		return err
+	})
+	return g, err
+}
+
+func (p parser) googleConversion() (GoogleConversion, error) {
+	const usage = "conversion <EventName> <conversion action id> [<label>]"
+	args, err := p.args(2, 3, usage)
+	if err != nil {
+		return GoogleConversion{}, err
+	}
+	if err := checkEventName(args[0]); err != nil {
+		return GoogleConversion{}, p.errf("conversion: %v; expected `%s`", err, usage)
+	}
+	c := GoogleConversion{Event: args[0]}
+	if c.ActionID, err = checkGoogleActionID(args[1]); err != nil {
+		return GoogleConversion{}, p.errf("conversion %s: conversion action ID: %v", c.Event, err)
+	}
+	if len(args) == 3 {
+		if err := checkGoogleLabel(args[2]); err != nil {
+			return GoogleConversion{}, p.errf("conversion %s: label: %v", c.Event, err)
+		}
+		c.Label = args[2]
+	}
+	return c, nil
+}
+
+func (p parser) delivery() (*DeliveryConfig, error) {
+	if err := p.noArgs("delivery { … }"); err != nil {
+		return nil, err
+	}
+	dc := new(DeliveryConfig)
+	q := p.sub("delivery")
+	err := q.block(func(name string) error {
+		if err := q.once(name); err != nil {
+			return err
+		}
+		var err error
+		var dur time.Duration
+		switch name {
+		case "workers":
+			dc.Workers, err = q.positiveInt("workers <n>", maxWorkers)
+		case "batch":
+			dc.Batch, err = q.positiveInt("batch <n>", maxBatch)
+		case "flush":
+			if dur, err = q.duration("flush <duration>, such as 2s"); err == nil && dur > maxFlush {
+				err = q.errf("flush: expected at most %s", maxFlush)
+			}
+			dc.Flush = caddy.Duration(dur)
+		case "give_up":
+			if dur, err = q.duration("give_up <duration>, such as 6d"); err == nil && dur > maxGiveUp {
+				err = q.errf("give_up: expected at most 90d")
+			}
+			dc.GiveUp = caddy.Duration(dur)
+		default:
+			return q.errf("unknown subdirective %q; expected one of workers, batch, flush, give_up", name)
+		}
+		return err
+	})
+	return dc, err
+}
+
+func (p parser) consent() (*ConsentConfig, error) {
+	if err := p.noArgs("consent { … }"); err != nil {
+		return nil, err
+	}
+	c := new(ConsentConfig)
+	q := p.sub("consent")
+	err := q.block(func(name string) error {
+		if err := q.once(name); err != nil {
+			return err
+		}
+		switch name {
+		case "require":
+			args, err := q.args(2, 2, "require <cookie name> <regexp>")
+			if err != nil {
+				return err
+			}
+			if err := checkCookieName(args[0]); err != nil {
+				return q.errf("require: %v", err)
+			}
+			if err := checkRegexp(args[1]); err != nil {
+				return q.errf("require: %v", err)
+			}
+			c.Require = &ConsentCookie{Cookie: args[0], Pattern: args[1]}
+		case "gpc":
+			v, err := q.arg("gpc on|off")
+			if err != nil {
+				return err
+			}
+			switch v {
+			case "on":
+				c.GPC = new(bool)
+				*c.GPC = true
+			case "off":
+				c.GPC = new(bool)
+			default:
+				return q.errf("gpc: expected on or off, got %q", v)
+			}
+		default:
+			return q.errf("unknown subdirective %q; expected one of require, gpc", name)
+		}
+		return nil
+	})
+	return c, err
+}
+
+func (p parser) pixels(h *Handler) error {
+	args, err := p.args(1, 3, "pixels meta|tiktok|google...")
+	if err != nil {
+		return err
+	}
+	for _, px := range args {
+		if !isPixel(px) {
+			return p.errf("pixels: unknown platform %q; expected meta, tiktok or google", px)
+		}
+		for _, seen := range h.Pixels {
+			if seen == px {
+				return p.errf("pixels: %s is listed twice", px)
+			}
+		}
+		h.Pixels = append(h.Pixels, px)
+	}
+	return nil
+}
+
+func (p parser) conversion() (Conversion, error) {
+	const usage = "conversion <EventName> <path pattern> [{ … }]"
+	args := p.d.RemainingArgs()
+	switch {
+	case len(args) == 0:
+		return Conversion{}, p.errf("conversion: missing event name and path; expected `%s`", usage)
+	case len(args) == 1 && strings.HasPrefix(args[0], "/"):
+		return Conversion{}, p.errf("conversion: missing event name before %s; expected `%s`", args[0], usage)
+	case len(args) == 1:
+		return Conversion{}, p.errf("conversion %s: missing path pattern; expected `%s`", args[0], usage)
+	case len(args) > 2:
+		return Conversion{}, p.errf("conversion: too many arguments; expected `%s`", usage)
+	}
+	c := Conversion{Event: args[0], Path: args[1]}
+	if err := checkEventName(c.Event); err != nil {
+		return c, p.errf("conversion: %v", err)
+	}
+	if err := checkPathPattern(c.Path); err != nil {
+		return c, p.errf("conversion %s: %v", c.Event, err)
+	}
+	q := p.sub("conversion " + c.Event)
+	err := q.block(func(name string) error {
+		if err := q.once(name); err != nil {
+			return err
+		}
+		var err error
+		switch name {
+		case "method":
+			c.Method, err = q.literal("method GET|POST|PUT|PATCH|DELETE", checkMethod)
+		case "value":
+			c.Value, err = q.literal("value <amount or placeholder>", func(v string) error {
+				if hasPlaceholder(v) {
+					return nil
+				}
+				return checkValue(v)
+			})
+		case "currency":
+			var v string
+			if v, err = q.arg("currency <ISO 4217 code or placeholder>"); err == nil {
+				c.Currency = v
+				if !hasPlaceholder(v) {
+					if c.Currency, err = checkCurrency(v); err != nil {
+						err = q.errf("currency: %v", err)
+					}
+				}
+			}
+		case "order_id":
+			c.OrderID, err = q.arg("order_id <placeholder>, such as {http.request.uri.query.order}")
+		case "content_ids":
+			c.ContentIDs, err = q.arg("content_ids <placeholder>, such as {http.request.uri.query.sku}")
+		default:
+			return q.errf("unknown subdirective %q; expected one of method, value, currency, order_id, content_ids", name)
+		}
+		return err
+	})
+	return c, err
+}
+
+func (p parser) capture(h *Handler) error {
+	args, err := p.args(1, -1, "capture <path pattern>...")
+	if err != nil {
+		return err
+	}
+	for _, a := range args {
+		if err := checkPathPattern(a); err != nil {
+			return p.errf("capture: %v", err)
+		}
+	}
+	h.Capture = append(h.Capture, args...)
+	return nil
+}
+
+func (p parser) link() (Link, error) {
+	const usage = "link <path> <target url>"
+	args, err := p.args(2, 2, usage)
+	if err != nil {
+		return Link{}, err
+	}
+	if err := checkExactPath(args[0]); err != nil {
+		return Link{}, p.errf("link: %v", err)
+	}
+	if err := checkLinkTarget(args[1]); err != nil {
+		return Link{}, p.errf("link %s: %v", args[0], err)
+	}
+	return Link{Path: args[0], Target: args[1]}, nil
+}
+
+func (p parser) postback() (Postback, error) {
+	usage := "postback " + strings.Join(postbackSources, "|") + " <path> { … }"
+	at := tokenAt(p.d)
+	args, err := p.args(2, 2, usage)
+	if err != nil {
+		return Postback{}, err
+	}
+	pb := Postback{Source: args[0], Path: args[1]}
+	if !isPostbackSource(pb.Source) {
+		return pb, p.errf("postback: unknown source %q; expected one of %s", pb.Source, strings.Join(postbackSources, ", "))
+	}
+	if err := checkExactPath(pb.Path); err != nil {
+		return pb, p.errf("postback %s: %v", pb.Source, err)
+	}
+	q := p.sub("postback " + pb.Source)
+	err = q.block(func(name string) error {
+		if name != "secret" {
+			if err := q.once(name); err != nil {
+				return err
+			}
+		}
+		switch name {
+		case "secret":
+			if pb.Source == "generic" {
+				return q.errf("secret: the generic source authenticates with `token <token>`")
+			}
+			v, err := q.arg("secret <key>")
+			if err != nil {
+				return err
+			}
+			if err := checkPostbackSecret(pb.Source, v); err != nil {
+				return q.errf("secret: %v", err)
+			}
+			pb.Secrets = append(pb.Secrets, v)
+		case "token":
+			if pb.Source != "generic" {
+				return q.errf("token: only the generic source takes a token; %s authenticates with `secret <key>`", pb.Source)
+			}
+			v, err := q.secret("token <token>")
+			if err != nil {
+				return err
+			}
+			pb.Token = v
+		case "event":
+			v, err := q.literal("event <EventName>", checkEventName)
+			if err != nil {
+				return err
+			}
+			pb.Event = v
+		default:
+			return q.errf("unknown subdirective %q; expected one of secret, token, event", name)
+		}
+		return nil
+	})
+	if err != nil {
+		return pb, err
+	}
+	if pb.Source == "generic" && pb.Token == "" {
+		return pb, at.Errf("capi postback generic: token is required; expected `token <token>` inside the block (an {env.NAME} placeholder works)")
+	}
+	if pb.Source != "generic" && len(pb.Secrets) == 0 {
+		return pb, at.Errf("capi postback %s: secret is required; expected `secret <key>` inside the block (an {env.NAME} placeholder works)", pb.Source)
+	}
+	return pb, nil
+}
+
+// tokenAt returns a dispenser positioned on the current token, for errors found later (at the end
+// of a block) that should point at the line that opened it.
+func tokenAt(d *caddyfile.Dispenser) *caddyfile.Dispenser {
+	at := caddyfile.NewDispenser([]caddyfile.Token{d.Token()})
+	at.Next()
+	return at
+}
+
+// Interface guards
+var (
+	_ caddyfile.Unmarshaler = (*App)(nil)
+	_ caddyfile.Unmarshaler = (*Handler)(nil)
+)

@@ -1,0 +1,120 @@
+package caddymodule
+
+import (
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+)
+
+// deliveryMetrics are the collectors of the delivery pipeline. They are created once per process
+// and registered into every config's registry, so counters keep their values across reloads and
+// stay visible on /metrics after one. Labels are bounded: platform is one of meta, tiktok, google;
+// outcome is one of platform.Outcome's names.
+type deliveryMetrics struct {
+	enqueued     *prometheus.CounterVec
+	delivered    *prometheus.CounterVec
+	retried      *prometheus.CounterVec
+	deadLettered *prometheus.CounterVec
+	queueDepth   *prometheus.GaugeVec
+	latency      *prometheus.HistogramVec
+}
+
+var (
+	metricsOnce sync.Once
+	metrics     *deliveryMetrics
+)
+
+func initMetrics() {
+	const ns, sub = "caddy", "capi"
+	platform := []string{"platform"}
+	metrics = &deliveryMetrics{
+		enqueued: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "events_enqueued_total",
+			Help: "Events appended to the delivery queue, by platform.",
+		}, platform),
+		delivered: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "events_delivered_total",
+			Help: "Events the platform accepted, by platform.",
+		}, platform),
+		retried: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "events_retried_total",
+			Help: "Delivery attempts that failed transiently and were scheduled again, by platform.",
+		}, platform),
+		deadLettered: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "events_dead_lettered_total",
+			Help: "Events moved to the dead letters after a permanent failure or giving up, by platform.",
+		}, platform),
+		queueDepth: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: ns, Subsystem: sub, Name: "queue_depth",
+			Help: "Events waiting in the delivery queue, by platform.",
+		}, platform),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: ns, Subsystem: sub, Name: "delivery_duration_seconds",
+			Help:    "Duration of one batch request to a platform, by platform and outcome.",
+			Buckets: prometheus.ExponentialBuckets(0.025, 2, 10),
+		}, []string{"platform", "outcome"}),
+	}
+}
+
+func (m *deliveryMetrics) collectors() []prometheus.Collector {
+	return []prometheus.Collector{m.enqueued, m.delivered, m.retried, m.deadLettered, m.queueDepth, m.latency}
+}
+
+// registerMetrics registers the collectors into a config's registry. Each config load brings a new
+// registry, so this runs on every Provision; a collector already registered there is fine.
+func registerMetrics(reg prometheus.Registerer, logger *zap.Logger) {
+	metricsOnce.Do(initMetrics)
+	if reg == nil {
+		return
+	}
+	for _, c := range metrics.collectors() {
+		if err := reg.Register(c); err != nil {
+			var already prometheus.AlreadyRegisteredError
+			if !errors.As(err, &already) {
+				logger.Error("registering capi metrics", zap.Error(err))
+			}
+		}
+	}
+}
+
+// deliveryObserver feeds the collectors from the delivery engine's callbacks. Its methods take the
+// platform name and counts, nothing that identifies a visitor or an event.
+type deliveryObserver struct{ m *deliveryMetrics }
+
+func newDeliveryObserver() deliveryObserver {
+	metricsOnce.Do(initMetrics)
+	return deliveryObserver{m: metrics}
+}
+
+// Enqueued counts n events appended to the queue for a platform.
+func (o deliveryObserver) Enqueued(platform string, n int) {
+	o.m.enqueued.WithLabelValues(platform).Add(float64(n))
+}
+
+// Delivered counts n events a platform accepted.
+func (o deliveryObserver) Delivered(platform string, n int) {
+	o.m.delivered.WithLabelValues(platform).Add(float64(n))
+}
+
+// Retried counts n events scheduled again after a transient failure.
+func (o deliveryObserver) Retried(platform string, n int) {
+	o.m.retried.WithLabelValues(platform).Add(float64(n))
+}
+
+// DeadLettered counts n events moved to the dead letters.
+func (o deliveryObserver) DeadLettered(platform string, n int) {
+	o.m.deadLettered.WithLabelValues(platform).Add(float64(n))
+}
+
+// QueueDepth records how many events wait for a platform.
+func (o deliveryObserver) QueueDepth(platform string, depth int) {
+	o.m.queueDepth.WithLabelValues(platform).Set(float64(depth))
+}
+
+// BatchSent records how long one batch request took and what came of it.
+func (o deliveryObserver) BatchSent(platform, outcome string, took time.Duration) {
+	o.m.latency.WithLabelValues(platform, outcome).Observe(took.Seconds())
+}
