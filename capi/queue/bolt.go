@@ -285,6 +285,9 @@ func (q *Bolt) Lease(ctx context.Context, platformName string, max int) ([]Item,
 		if b == nil {
 			return nil
 		}
+		// Items are large: growing the slice would copy them over and over.
+		n := min(max, int(p.depth.Load()))
+		items, seqs = make([]Item, 0, n), make([]uint64, 0, n)
 		c := b.Cursor()
 		for k, v := c.First(); k != nil && len(items) < max; k, v = c.Next() {
 			if len(k) != 16 {
