@@ -46,6 +46,7 @@ const sweepBatch = 256
 const lockStripes = 64
 
 // Bolt is the Store on a bbolt file, with a ristretto cache of decoded records in front of Get.
+// Records are stored as JSON; the email index holds the Meta profile's email hashes.
 //
 // Index ownership: an index value (a click ID, an email hash, a cart token) points to one visitor,
 // the one that most recently gained it. A visitor that drops a value, or is erased, removes the entry
@@ -200,7 +201,7 @@ func (s *Bolt) Update(ctx context.Context, id string, fn func(*Visitor) error) (
 			return fmt.Errorf("update function: %w", err)
 		}
 		v.ID = id
-		if err := CheckHashed(&v); err != nil {
+		if err := CheckVisitor(&v); err != nil {
 			return err
 		}
 		if !found || v.Created.IsZero() {
@@ -226,6 +227,9 @@ func (s *Bolt) Update(ctx context.Context, id string, fn func(*Visitor) error) (
 
 // FindByClickID implements Store.
 func (s *Bolt) FindByClickID(ctx context.Context, kind, value string) (Visitor, bool, error) {
+	if !IsClickKind(kind) {
+		return Visitor{}, false, nil
+	}
 	return s.find(ctx, "click ID", bucketByClick, clickKey(kind, value), func(v *Visitor) bool {
 		c, ok := v.Clicks[kind]
 		return ok && c.Value == value
@@ -253,7 +257,7 @@ func (s *Bolt) find(ctx context.Context, what string, bucket, key []byte, holds 
 	if err := ctx.Err(); err != nil {
 		return Visitor{}, false, fmt.Errorf("store: find by %s: %w", what, err)
 	}
-	if len(key) == 0 || key[len(key)-1] == 0 {
+	if len(key) == 0 {
 		return Visitor{}, false, nil
 	}
 	var id string
@@ -520,8 +524,8 @@ func hasEntry(es []entry, e entry) bool {
 	return false
 }
 
-// clickKey separates kind and value with 0x00, which neither can contain (kinds are fixed names and
-// click IDs are URL-unreserved characters).
+// clickKey separates kind and value with 0x00; kinds are fixed names without it, so keys never
+// collide.
 func clickKey(kind, value string) []byte {
 	if kind == "" || value == "" {
 		return nil

@@ -333,3 +333,68 @@ func BenchmarkBoltUpdate(b *testing.B) {
 		}
 	}
 }
+
+// FuzzBoltIndexes: whatever IDs, click values and tokens arrive, an accepted update is found under
+// every value it carries, a refused one changes nothing, and erasing leaves no index entry behind.
+func FuzzBoltIndexes(f *testing.F) {
+	f.Add("visitor1", "IwAR0abc", "cart-1", uint8(0))
+	f.Add("v\x00x", "a\x00b", "", uint8(4))
+	f.Add("", "x", "t", uint8(2))
+	db := openDB(f, filepath.Join(f.TempDir(), "fuzz.db"))
+	f.Cleanup(func() { db.Close() })
+	s, err := store.OpenBolt(db, store.Options{})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(func() { s.Close() })
+	kinds := []string{store.ClickFBCLID, store.ClickGCLID, store.ClickGBRAID, store.ClickWBRAID, store.ClickTTCLID}
+	f.Fuzz(func(t *testing.T, id, click, token string, k uint8) {
+		ctx := context.Background()
+		kind := kinds[int(k)%len(kinds)]
+		before, existed, err := s.Get(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = s.Update(ctx, id, func(v *store.Visitor) error {
+			v.Clicks = map[string]store.Click{kind: {Value: click}}
+			v.CartTokens = []string{token}
+			return nil
+		})
+		if err != nil {
+			after, ok, gerr := s.Get(ctx, id)
+			if gerr != nil || ok != existed || ok && !after.Updated.Equal(before.Updated) {
+				t.Fatalf("refused update (%v) changed the record", err)
+			}
+			return
+		}
+		if click != "" {
+			if v, ok, err := s.FindByClickID(ctx, kind, click); err != nil || !ok || v.ID != id {
+				t.Fatalf("FindByClickID(%q, %q) = %q, %v, %v; want %q", kind, click, v.ID, ok, err, id)
+			}
+		}
+		if token != "" {
+			if v, ok, err := s.FindByCartToken(ctx, token); err != nil || !ok || v.ID != id {
+				t.Fatalf("FindByCartToken(%q) = %q, %v, %v; want %q", token, v.ID, ok, err, id)
+			}
+		}
+		if err := s.Erase(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+		err = db.View(func(tx *bbolt.Tx) error {
+			for _, name := range []string{"visitor_by_click", "visitor_by_cart", "visitor_by_email"} {
+				if err := tx.Bucket([]byte(name)).ForEach(func(k, v []byte) error {
+					if string(v) == id {
+						return fmt.Errorf("%s still maps %q to the erased visitor", name, k)
+					}
+					return nil
+				}); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	})
+}

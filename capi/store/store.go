@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"time"
+	"unicode/utf8"
 
 	"github.com/caddy-capi/caddy-capi/capi/event"
 )
@@ -128,11 +129,44 @@ func expired(updated, now time.Time, ttl time.Duration) bool {
 	return !now.Before(updated.Add(ttl))
 }
 
+// IsClickKind reports whether kind is one of the click ID kinds a Visitor keeps.
+func IsClickKind(kind string) bool {
+	switch kind {
+	case ClickFBCLID, ClickGCLID, ClickGBRAID, ClickWBRAID, ClickTTCLID:
+		return true
+	}
+	return false
+}
+
+// CheckVisitor refuses a record that must not be stored: a click under an unknown kind, or a
+// profile value in plaintext (see CheckHashed). Implementations call it before writing.
+//
+// Indexed values must be valid UTF-8: records are JSON, which would silently replace invalid bytes,
+// and the record would then no longer name the index entries it owns.
+func CheckVisitor(v *Visitor) error {
+	if !utf8.ValidString(v.ID) {
+		return fmt.Errorf("store: visitor ID is not valid UTF-8: %w", ErrInvalid)
+	}
+	for kind, c := range v.Clicks {
+		if !IsClickKind(kind) {
+			return fmt.Errorf("store: visitor %s has a click of unknown kind %q: %w", redactID(v.ID), kind, ErrInvalid)
+		}
+		if !utf8.ValidString(c.Value) {
+			return fmt.Errorf("store: visitor %s %s is not valid UTF-8: %w", redactID(v.ID), kind, ErrInvalid)
+		}
+	}
+	for _, t := range v.CartTokens {
+		if !utf8.ValidString(t) {
+			return fmt.Errorf("store: visitor %s cart token is not valid UTF-8: %w", redactID(v.ID), ErrInvalid)
+		}
+	}
+	return CheckHashed(v)
+}
+
 // CheckHashed refuses a visitor whose profiles carry a value in plaintext where every platform
 // receives it hashed: emails, phones, names, street, date of birth and gender on every profile, and
 // every Meta field (Meta hashes all of them). City, region, postal code and country stay plain on the
-// Google and TikTok profiles because those platforms take them plain. Implementations call it before
-// writing; it is exported so other implementations share the rule.
+// Google and TikTok profiles because those platforms take them plain.
 func CheckHashed(v *Visitor) error {
 	check := func(platform, field string, values ...string) error {
 		for _, s := range values {
@@ -195,6 +229,11 @@ func isSHA256Hex(s string) bool {
 func redactID(id string) string {
 	if len(id) <= 6 {
 		return "…"
+	}
+	for i := 0; i < 6; i++ {
+		if c := id[i]; (c < 'a' || c > 'z') && (c < '0' || c > '9') {
+			return "…" // not a visitor ID we issued; echo none of it
+		}
 	}
 	return id[:6] + "…"
 }

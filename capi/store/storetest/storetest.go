@@ -228,7 +228,22 @@ func testBadInput(t *testing.T, open opener) {
 	if _, err := s.MarkSeen(ctx, "", time.Hour); !errors.Is(err, store.ErrInvalid) {
 		t.Errorf("MarkSeen(empty key) error = %v; want ErrInvalid", err)
 	}
-	for _, tc := range []struct{ kind, value string }{{"", "x"}, {"fbclid", ""}, {"fbclid", "a\x00"}} {
+	if _, err := s.Update(ctx, "v1", func(v *store.Visitor) error {
+		v.Clicks = map[string]store.Click{"utm_source": {Value: "x"}}
+		return nil
+	}); !errors.Is(err, store.ErrInvalid) {
+		t.Errorf("Update(click of unknown kind) error = %v; want ErrInvalid", err)
+	}
+	if _, err := s.Update(ctx, "v1", func(v *store.Visitor) error {
+		v.Clicks = map[string]store.Click{store.ClickGCLID: {Value: "a\xadb"}}
+		return nil
+	}); !errors.Is(err, store.ErrInvalid) {
+		t.Errorf("Update(click ID not UTF-8) error = %v; want ErrInvalid", err)
+	}
+	if _, ok, _ := s.Get(ctx, "v1"); ok {
+		t.Error("refused updates created a record")
+	}
+	for _, tc := range []struct{ kind, value string }{{"", "x"}, {"fbclid", ""}, {"fbclid", "a\x00"}, {"utm_source", "x"}} {
 		got, ok, err := s.FindByClickID(ctx, tc.kind, tc.value)
 		wantMissing(t, fmt.Sprintf("FindByClickID(%q, %q)", tc.kind, tc.value), got, ok, err)
 	}
