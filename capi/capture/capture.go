@@ -22,8 +22,9 @@ import (
 
 // Customer is the customer data found in one submission, plaintext as received.
 //
-// It mirrors the signal package's Customer field for field (that package normalizes and hashes);
-// it is defined here until signal exists in the tree, and the glue converts one into the other.
+// It mirrors the signal package's Customer field for field and in the same order (that package
+// normalizes and hashes), so the glue converts with signal.Customer(c); it is defined here because
+// signal was not yet committed when this package was written.
 type Customer struct {
 	Emails      []string
 	Phones      []string

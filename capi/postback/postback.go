@@ -58,8 +58,8 @@ type Source interface {
 }
 
 // Customer is the buyer's data as the notification carries it, in plaintext; the signal package
-// normalizes and hashes it on arrival. (It is capture's Customer until the signal package defines
-// the shared one.)
+// normalizes and hashes it on arrival. It is capture's Customer, which has signal.Customer's fields
+// in the same order, so signal.Customer(n.Customer) converts it.
 type Customer = capture.Customer
 
 // Kind is what a notification reports.
