@@ -167,7 +167,8 @@ func Snippet(cfg Config, page Page, nonce string) []byte {
 	}
 
 	var b bytes.Buffer
-	b.Grow(4096 + len(literal))
+	b.Grow(len(`<script nonce=""></script>`) + len(nonce) + len(jsHead) + len(jsMeta) + len(jsTikTok) + len(jsGoogle) +
+		len(jsFire) + len(jsFireMeta) + len(jsFireTikTok) + len(jsFireGoogle) + len(jsTail) + len(literal) + 8)
 	b.WriteString("<script")
 	if ValidNonce(nonce) {
 		b.WriteString(` nonce="`)
