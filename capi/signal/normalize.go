@@ -1,0 +1,403 @@
+package signal
+
+import (
+	"time"
+
+	"github.com/caddy-capi/caddy-capi/capi/event"
+)
+
+// Customer is customer data as received from a form, a webhook or a postback, in plaintext (or
+// already hashed by the sender). It is never stored or logged: Normalize turns it into Profiles.
+type Customer struct {
+	// Emails and Phones hold every address and number known, most relevant first.
+	Emails, Phones []string
+
+	FirstName, LastName string
+	// DateOfBirth is in any common format (see NormalizeDateOfBirth).
+	DateOfBirth string
+	// Gender is a word such as "female", "m", "Mrs" (see NormalizeGender).
+	Gender string
+	Street, City, State, Zip string
+	// Country is an ISO 3166 code or a country name.
+	Country string
+}
+
+// Options configure Normalize.
+type Options struct {
+	// DefaultCountry is the ISO 3166 alpha-2 code (or a country name) used for phone numbers
+	// written without a country code and for addresses without a country, when the customer's
+	// country is unknown.
+	DefaultCountry string
+	// Now gives the current time for checking dates of birth; time.Now when nil.
+	Now func() time.Time
+	// Phones, when set, remembers recent phone numbers' hashes (see PhoneCache).
+	Phones *PhoneCache
+}
+
+// Drop records a customer value that could not be made valid for a platform. It names the field
+// (Profile's JSON name: "email", "phone", "first_name", …) and the reason, never the value.
+type Drop struct {
+	Field, Reason string
+}
+
+// Profiles holds one customer's data normalized for each platform, each in the form that platform
+// receives (see the package doc for which values are hashed).
+type Profiles struct {
+	Meta, TikTok, Google event.Profile
+}
+
+// maxValues is how many emails and phones a profile keeps: Google accepts 5 user identifiers per
+// conversion, and more adds nothing to a match on any platform.
+const maxValues = 5
+
+// Normalize normalizes and hashes a customer's data for Meta, TikTok and Google. Values that
+// cannot be made valid are left out of the profiles and reported in the drops; nothing is guessed.
+func Normalize(c Customer, opt Options) (Profiles, []Drop) {
+	n := normalizer{opt: opt}
+	if opt.Now != nil {
+		n.now = opt.Now()
+	} else {
+		n.now = time.Now()
+	}
+	n.country(c)
+	n.emails(c.Emails)
+	n.phones(c.Phones)
+	n.names(c.FirstName, c.LastName)
+	n.metaOnly("date_of_birth", c.DateOfBirth, &n.p.Meta.DateOfBirth, func(s string) (string, error) {
+		return NormalizeDateOfBirth(s, n.now)
+	})
+	n.metaOnly("gender", c.Gender, &n.p.Meta.Gender, NormalizeGender)
+	n.street(c.Street)
+	n.city(c.City)
+	n.state(c.State)
+	n.zip(c.Zip)
+	return n.p, n.drops
+}
+
+type normalizer struct {
+	opt   Options
+	now   time.Time
+	cc    string // the customer's country, lower-case alpha-2, "" when unknown
+	geo   string // cc, else the default country: the country phones and regions are read in
+	p     Profiles
+	drops []Drop
+}
+
+// prepared runs prepare and then a normalizer written for prepared values.
+func (n *normalizer) prepared(raw string, f func(string) (string, error)) (string, error) {
+	prep, err := prepare(raw)
+	if err != nil || prep == "" {
+		return "", err
+	}
+	return f(prep)
+}
+
+func (n *normalizer) drop(field string, err error) {
+	for _, d := range n.drops {
+		if d.Field == field && d.Reason == err.Error() {
+			return
+		}
+	}
+	n.drops = append(n.drops, Drop{Field: field, Reason: err.Error()})
+}
+
+func (n *normalizer) country(c Customer) {
+	def, _ := NormalizeCountry(n.opt.DefaultCountry)
+	switch {
+	case IsHashed(c.Country):
+		n.p.Meta.Country = normalizeHashed(c.Country)
+		n.drop("country", ErrHashedNotPlain)
+	case c.Country != "":
+		cc, err := NormalizeCountry(c.Country)
+		if err != nil {
+			n.drop("country", err)
+		}
+		n.cc = cc
+	}
+	n.geo = n.cc
+	if n.geo == "" {
+		n.geo = def
+	}
+	cc := n.cc
+	if cc == "" && n.p.Meta.Country == "" && (c.Street != "" || c.City != "" || c.State != "" || c.Zip != "") {
+		// DESIGN: default_country is for "addresses that lack one".
+		cc = def
+	}
+	if cc != "" {
+		n.p.Meta.Country = hashCode(cc)
+		n.p.TikTok.Country = cc
+		n.p.Google.Country = GoogleCountry(cc)
+	}
+}
+
+func (n *normalizer) emails(emails []string) {
+	for _, raw := range emails {
+		if raw == "" {
+			continue
+		}
+		if len(n.p.Meta.Emails) == maxValues {
+			n.drop("email", ErrTooManyValues)
+			return
+		}
+		if IsHashed(raw) {
+			h := normalizeHashed(raw)
+			n.p.Meta.Emails = appendUnique(n.p.Meta.Emails, h)
+			n.p.TikTok.Emails = appendUnique(n.p.TikTok.Emails, h)
+			n.p.Google.Emails = appendUnique(n.p.Google.Emails, h)
+			continue
+		}
+		e, err := n.prepared(raw, normalizeEmailPrepared)
+		if err != nil {
+			n.drop("email", err)
+			continue
+		}
+		if e == "" {
+			continue
+		}
+		h := Hash(e)
+		n.p.Meta.Emails = appendUnique(n.p.Meta.Emails, h)
+		n.p.TikTok.Emails = appendUnique(n.p.TikTok.Emails, h)
+		if g, _ := NormalizeGoogleEmail(e); g != e {
+			h = Hash(g)
+		}
+		n.p.Google.Emails = appendUnique(n.p.Google.Emails, h)
+	}
+}
+
+func (n *normalizer) phones(phones []string) {
+	for _, raw := range phones {
+		if trimSpace(raw) == "" {
+			continue
+		}
+		if len(n.p.Meta.Phones) == maxValues {
+			n.drop("phone", ErrTooManyValues)
+			return
+		}
+		if IsHashed(raw) {
+			// Whether it was hashed with or without the "+" cannot be known: send it as it came.
+			h := normalizeHashed(raw)
+			n.p.Meta.Phones = appendUnique(n.p.Meta.Phones, h)
+			n.p.TikTok.Phones = appendUnique(n.p.TikTok.Phones, h)
+			n.p.Google.Phones = appendUnique(n.p.Google.Phones, h)
+			continue
+		}
+		h := n.opt.Phones.hashes(raw, n.geo)
+		if h.err != nil {
+			n.drop("phone", h.err)
+			continue
+		}
+		n.p.Meta.Phones = appendUnique(n.p.Meta.Phones, h.meta)
+		n.p.TikTok.Phones = appendUnique(n.p.TikTok.Phones, h.e164)
+		n.p.Google.Phones = appendUnique(n.p.Google.Phones, h.e164)
+	}
+}
+
+func (n *normalizer) names(first, last string) {
+	for _, f := range []struct {
+		field, raw               string
+		meta, tiktok, google *string
+	}{
+		{"first_name", first, &n.p.Meta.FirstName, &n.p.TikTok.FirstName, &n.p.Google.FirstName},
+		{"last_name", last, &n.p.Meta.LastName, &n.p.TikTok.LastName, &n.p.Google.LastName},
+	} {
+		if f.raw == "" {
+			continue
+		}
+		if IsHashed(f.raw) {
+			h := normalizeHashed(f.raw)
+			*f.meta, *f.tiktok, *f.google = h, h, h
+			continue
+		}
+		prep, err := prepare(f.raw)
+		if err == nil && prep == "" {
+			continue
+		}
+		var v string
+		if err == nil {
+			v, err = normalizeNamePrepared(prep)
+		}
+		if err != nil {
+			n.drop(f.field, err)
+			continue
+		}
+		h := Hash(v)
+		*f.meta, *f.tiktok = h, h
+		if g, err := normalizeGoogleNamePrepared(prep); err == nil {
+			if g != v {
+				h = Hash(g)
+			}
+			*f.google = h
+		}
+	}
+}
+
+// metaOnly handles a field only Meta receives (date of birth, gender), always hashed.
+func (n *normalizer) metaOnly(field, raw string, dst *string, normalize func(string) (string, error)) {
+	if raw == "" {
+		return
+	}
+	if IsHashed(raw) {
+		*dst = normalizeHashed(raw)
+		return
+	}
+	v, err := normalize(raw)
+	if err != nil {
+		n.drop(field, err)
+		return
+	}
+	if v != "" {
+		*dst = hashCode(v)
+	}
+}
+
+func (n *normalizer) street(raw string) {
+	if raw == "" {
+		return
+	}
+	if IsHashed(raw) {
+		n.p.Google.Street = normalizeHashed(raw)
+		return
+	}
+	v, err := NormalizeStreet(raw)
+	if err != nil {
+		n.drop("street", err)
+		return
+	}
+	if v != "" {
+		n.p.Google.Street = Hash(v)
+	}
+}
+
+func (n *normalizer) city(raw string) {
+	if raw == "" {
+		return
+	}
+	if IsHashed(raw) {
+		n.p.Meta.City = normalizeHashed(raw)
+		n.drop("city", ErrHashedNotPlain)
+		return
+	}
+	prep, err := prepare(raw)
+	if err == nil && prep == "" {
+		return
+	}
+	var v string
+	if err == nil {
+		v, err = normalizeCityPrepared(prep)
+	}
+	if err != nil {
+		n.drop("city", err)
+		return
+	}
+	n.p.Meta.City = Hash(v)
+	n.p.TikTok.City = v
+	n.p.Google.City, _ = normalizeGoogleCityPrepared(prep)
+}
+
+func (n *normalizer) state(raw string) {
+	if raw == "" {
+		return
+	}
+	if IsHashed(raw) {
+		n.p.Meta.State = normalizeHashed(raw)
+		n.drop("state", ErrHashedNotPlain)
+		return
+	}
+	prep, err := prepare(raw)
+	if err == nil && prep == "" {
+		return
+	}
+	var v string
+	if err == nil {
+		v, err = normalizeStatePrepared(prep, n.geo)
+	}
+	if err != nil {
+		n.drop("state", err)
+		return
+	}
+	n.p.Meta.State = hashCode(v)
+	n.p.TikTok.State = v
+	n.p.Google.State, _ = normalizeGoogleRegionPrepared(prep, n.geo)
+}
+
+func (n *normalizer) zip(raw string) {
+	if raw == "" {
+		return
+	}
+	if IsHashed(raw) {
+		h := normalizeHashed(raw)
+		n.p.Meta.Zip, n.p.TikTok.Zip = h, h
+		n.drop("zip", ErrHashedNotPlain)
+		return
+	}
+	v, err := NormalizeZip(raw, n.geo)
+	if err != nil {
+		n.drop("zip", err)
+		return
+	}
+	if v == "" {
+		return
+	}
+	h := Hash(v)
+	n.p.Meta.Zip, n.p.TikTok.Zip = h, h
+	n.p.Google.Zip, _ = NormalizeGoogleZip(raw, n.geo)
+}
+
+func appendUnique(list []string, v string) []string {
+	for _, x := range list {
+		if x == v {
+			return list
+		}
+	}
+	return append(list, v)
+}
+
+// Merge returns the profiles with newer's values laid over p's: a single value in newer replaces
+// p's, an empty one keeps p's; emails and phones are the union, newer's first, without duplicates,
+// at most 5 of each. It is how a visitor's stored profile absorbs a new form post or webhook.
+func (p Profiles) Merge(newer Profiles) Profiles {
+	return Profiles{
+		Meta:   mergeProfile(p.Meta, newer.Meta),
+		TikTok: mergeProfile(p.TikTok, newer.TikTok),
+		Google: mergeProfile(p.Google, newer.Google),
+	}
+}
+
+func mergeProfile(old, newer event.Profile) event.Profile {
+	pick := func(o, n string) string {
+		if n != "" {
+			return n
+		}
+		return o
+	}
+	return event.Profile{
+		Emails:      mergeList(newer.Emails, old.Emails),
+		Phones:      mergeList(newer.Phones, old.Phones),
+		FirstName:   pick(old.FirstName, newer.FirstName),
+		LastName:    pick(old.LastName, newer.LastName),
+		DateOfBirth: pick(old.DateOfBirth, newer.DateOfBirth),
+		Gender:      pick(old.Gender, newer.Gender),
+		Street:      pick(old.Street, newer.Street),
+		City:        pick(old.City, newer.City),
+		State:       pick(old.State, newer.State),
+		Zip:         pick(old.Zip, newer.Zip),
+		Country:     pick(old.Country, newer.Country),
+	}
+}
+
+// mergeList returns first then second without duplicates or empty values, at most maxValues long,
+// in a new slice (neither input is modified).
+func mergeList(first, second []string) []string {
+	var out []string
+	for _, list := range [2][]string{first, second} {
+		for _, v := range list {
+			if len(out) == maxValues {
+				return out
+			}
+			if v != "" {
+				out = appendUnique(out, v)
+			}
+		}
+	}
+	return out
+}
