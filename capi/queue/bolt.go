@@ -69,6 +69,7 @@ type Bolt struct {
 	ops    chan *op
 
 	committerDone chan struct{}
+	commits       atomic.Uint64 // transactions committed, for the benchmarks' events per commit
 	sweepStop     chan struct{}
 	sweepDone     chan struct{}
 
@@ -736,6 +737,7 @@ func (q *Bolt) commitLoop() {
 }
 
 func (q *Bolt) commit(group []*op) error {
+	q.commits.Add(1)
 	return q.db.Update(func(tx *bbolt.Tx) error {
 		for _, o := range group {
 			if err := o.apply(tx); err != nil {

@@ -167,6 +167,7 @@ func TestWaitingEventsStayOnDisk(t *testing.T) {
 			}
 		}
 	}
+	empty := heapInUse()
 	// The first 100,000 fill the bounded dedup cache; growth after that would be per event.
 	fill(0, 100_000)
 	warm := heapInUse()
@@ -176,8 +177,8 @@ func TestWaitingEventsStayOnDisk(t *testing.T) {
 	if st["meta"].Depth != total {
 		t.Fatalf("depth %d, want %d", st["meta"].Depth, total)
 	}
-	t.Logf("heap in use: %.1f MiB after 100k events, %.1f MiB after %d (%+.1f MiB)",
-		mib(warm), mib(after), total, mib(after)-mib(warm))
+	t.Logf("heap in use: %.1f MiB empty, %.1f MiB after 100k events, %.1f MiB after %d (%+.1f MiB)",
+		mib(empty), mib(warm), mib(after), total, mib(after)-mib(warm))
 	// 900,000 more events at ~1 KiB each would be ~900 MiB if held; allow noise, not growth.
 	if grow := int64(after) - int64(warm); grow > 32<<20 {
 		t.Fatalf("heap grew by %.1f MiB while 900,000 events were added: waiting events are held in memory", float64(grow)/(1<<20))
@@ -213,6 +214,7 @@ func BenchmarkEnqueueDurable(b *testing.B) {
 			b.SetParallelism(max(1, producers/runtime.GOMAXPROCS(0)))
 			b.ReportAllocs()
 			b.ResetTimer()
+			commits := q.Commits()
 			b.RunParallel(func(pb *testing.PB) {
 				mine := make([]time.Duration, 0, 4096)
 				ev := queuetest.Event("")
@@ -237,6 +239,7 @@ func BenchmarkEnqueueDurable(b *testing.B) {
 				b.ReportMetric(float64(all[len(all)/2].Microseconds()), "p50-µs")
 			}
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+			b.ReportMetric(float64(b.N)/float64(q.Commits()-commits), "events/commit")
 		})
 	}
 }
