@@ -88,9 +88,9 @@ func classifyTokenError(err error) platform.Result {
 // googleAdsFailure is the detail Google Ads attaches to errors: one entry per failed operation,
 // located by field path (conversions[2], conversion_adjustments[0]).
 type googleAdsFailure struct {
-	Type      string `json:"@type"`
+	Type      string     `json:"@type"`
 	Errors    []adsError `json:"errors"`
-	RequestID string `json:"requestId"`
+	RequestID string     `json:"requestId"`
 }
 
 type adsError struct {
