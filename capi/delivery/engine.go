@@ -121,10 +121,10 @@ type Engine struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	mu      sync.Mutex // guards workers, wake and closed
+	mu      sync.Mutex // guards workers and closed
 	workers map[string][]*worker
-	wake    map[string]chan struct{}
 	closed  bool
+	wakeups sync.Map      // platform name → *wakeup
 	exited  chan struct{} // signalled whenever a worker exits
 
 	countersMu sync.Mutex
@@ -180,7 +180,6 @@ func New(q queue.Queue, opts Options) *Engine {
 		ctx:       ctx,
 		cancel:    cancel,
 		workers:   make(map[string][]*worker),
-		wake:      make(map[string]chan struct{}),
 		exited:    make(chan struct{}, 1),
 		counters:  make(map[string]*counters),
 		depthDone: make(chan struct{}),
@@ -267,33 +266,51 @@ func (e *Engine) resize(name string, want int) {
 		go e.work(w)
 	}
 	e.workers[name] = ws
-	e.broadcast(name)
+	e.notify(name)
 }
 
-// broadcast wakes every worker of the platform; called with e.mu held.
-func (e *Engine) broadcast(name string) {
-	if ch, ok := e.wake[name]; ok {
-		close(ch)
+// wakeup lets an Enqueue wake the platform's idle workers without a lock on the request path
+// when none is waiting.
+type wakeup struct {
+	mu    sync.Mutex
+	ch    chan struct{}
+	armed atomic.Bool // a worker holds ch, so the next broadcast must close it
+}
+
+func (e *Engine) wakeup(name string) *wakeup {
+	if w, ok := e.wakeups.Load(name); ok {
+		return w.(*wakeup)
 	}
-	e.wake[name] = make(chan struct{})
+	w, _ := e.wakeups.LoadOrStore(name, &wakeup{})
+	return w.(*wakeup)
 }
 
-func (e *Engine) wakeChan(name string) <-chan struct{} {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	ch, ok := e.wake[name]
-	if !ok {
-		ch = make(chan struct{})
-		e.wake[name] = ch
+// wait returns a channel closed by the next broadcast. Workers take it before they lease, so an
+// event committed after their lease looked wakes them.
+func (w *wakeup) wait() <-chan struct{} {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.ch == nil {
+		w.ch = make(chan struct{})
 	}
-	return ch
+	w.armed.Store(true)
+	return w.ch
 }
 
-func (e *Engine) notify(name string) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	e.broadcast(name)
+func (w *wakeup) broadcast() {
+	if !w.armed.Load() {
+		return
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.ch != nil {
+		close(w.ch)
+		w.ch = nil
+	}
+	w.armed.Store(false)
 }
+
+func (e *Engine) notify(name string) { e.wakeup(name).broadcast() }
 
 func (e *Engine) count(name string) *counters {
 	e.countersMu.Lock()
@@ -335,7 +352,7 @@ func (e *Engine) work(w *worker) {
 		if pc == nil {
 			return
 		}
-		wake := e.wakeChan(w.platform)
+		wake := e.wakeup(w.platform).wait()
 		wait := e.poll
 		if room := pc.batch - len(held); room > 0 {
 			// A closed queue is an engine being torn down: the worker waits for Close rather
