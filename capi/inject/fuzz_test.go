@@ -3,6 +3,7 @@ package inject
 import (
 	"bytes"
 	"io"
+	"net/http/httptest"
 	"strings"
 	"testing"
 
@@ -170,3 +171,45 @@ func truncatedTag(rest []byte) (end bool, name string, ended, ok bool) {
 }
 
 var _ io.Writer = (*Injector)(nil)
+
+// FuzzWriterGzip feeds arbitrary bytes as a gzip body: the Writer never panics or hangs, reports a
+// broken stream as an error, and for a valid stream writes exactly what the Injector makes of the
+// decoded page.
+func FuzzWriterGzip(f *testing.F) {
+	f.Add([]byte(page), true, uint8(5))
+	f.Add([]byte("\x1f\x8b\x08\x00garbage"), false, uint8(1))
+	f.Add([]byte{}, false, uint8(0))
+	f.Fuzz(func(t *testing.T, data []byte, compress bool, chunk uint8) {
+		body := data
+		if compress {
+			body = gzipBytes(data)
+		}
+		rec := httptest.NewRecorder()
+		iw := NewWriter(rec, httptest.NewRequest("GET", "/", nil), markSnippet)
+		defer iw.Close()
+		iw.Header().Set("Content-Type", "text/html")
+		iw.Header().Set("Content-Encoding", "gzip")
+		var err error
+		for rest := body; len(rest) > 0 && err == nil; {
+			n := min(int(chunk)+1, len(rest))
+			_, err = iw.Write(rest[:n])
+			rest = rest[n:]
+		}
+		if err == nil {
+			err = iw.Finish()
+		}
+		if !compress {
+			return // anything goes but a panic or a hang
+		}
+		if err != nil {
+			t.Fatalf("valid gzip stream refused: %v", err)
+		}
+		var want bytes.Buffer
+		in := NewInjector(&want, []byte(mark), 0)
+		in.Write(data)
+		in.Close()
+		if !bytes.Equal(rec.Body.Bytes(), want.Bytes()) {
+			t.Fatalf("decoded output differs")
+		}
+	})
+}

@@ -142,14 +142,14 @@ func (in *Injector) Write(p []byte) (int, error) {
 			in.step(c)
 			continue
 		}
-		if in.phase == seeking && (in.st == sData || in.st == sRaw || in.st == sScript || in.st == sPlaintext) && c != '<' {
-			if in.n == 0 && (c == 0xFE || c == 0xFF) {
-				// A UTF-16 byte order mark: inserting ASCII would corrupt the page.
-				in.giveUp()
-				break
-			}
-			// Fast path: text and raw text only change state at '<'.
-			j := bytes.IndexByte(p[i:], '<')
+		if in.n == 0 && (c == 0xFE || c == 0xFF) {
+			// A UTF-16 byte order mark: inserting ASCII would corrupt the page.
+			in.giveUp()
+			break
+		}
+		if stop := fastStop[in.st]; in.phase == seeking && stop != 0 && c != stop {
+			// Fast path: in these states only one byte value changes anything.
+			j := bytes.IndexByte(p[i:], stop)
 			if j < 0 {
 				j = len(p) - i
 			}
@@ -367,6 +367,19 @@ const (
 	sScriptDoubleEscapedLT
 	sScriptDoubleEscapeEnd
 )
+
+// fastStop is, for the states that only one byte value can leave, that byte; 0 for the others.
+// While seeking an anchor, the Injector skips to it with bytes.IndexByte.
+var fastStop = [sScriptDoubleEscapeEnd + 1]byte{
+	sData:         '<',
+	sAttrValueDQ:  '"',
+	sAttrValueSQ:  '\'',
+	sBogusComment: '>',
+	sComment:      '-',
+	sRaw:          '<',
+	sPlaintext:    '<',
+	sScript:       '<',
+}
 
 // step advances the tokenizer by one byte.
 func (in *Injector) step(c byte) {
