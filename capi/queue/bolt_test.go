@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"slices"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -197,6 +198,13 @@ func heapInUse() uint64 {
 	return m.HeapInuse
 }
 
+// processCPU is the user and system CPU time this process has used.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
 func mib(b uint64) float64 { return float64(b) / (1 << 20) }
 
 // BenchmarkEnqueueDurable measures one-event Enqueue calls from many concurrent producers against a
@@ -214,7 +222,7 @@ func BenchmarkEnqueueDurable(b *testing.B) {
 			b.SetParallelism(max(1, producers/runtime.GOMAXPROCS(0)))
 			b.ReportAllocs()
 			b.ResetTimer()
-			commits := q.Commits()
+			commits, cpu := q.Commits(), processCPU()
 			b.RunParallel(func(pb *testing.PB) {
 				mine := make([]time.Duration, 0, 4096)
 				ev := queuetest.Event("")
@@ -240,6 +248,9 @@ func BenchmarkEnqueueDurable(b *testing.B) {
 			}
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
 			b.ReportMetric(float64(b.N)/float64(q.Commits()-commits), "events/commit")
+			// CPU per event is what the throughput would be on an idle machine; wall-clock numbers
+			// on a shared one depend on the neighbours.
+			b.ReportMetric(float64((processCPU()-cpu).Microseconds())/float64(b.N), "cpu-µs/event")
 		})
 	}
 }
