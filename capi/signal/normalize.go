@@ -16,7 +16,7 @@ type Customer struct {
 	// DateOfBirth is in any common format (see NormalizeDateOfBirth).
 	DateOfBirth string
 	// Gender is a word such as "female", "m", "Mrs" (see NormalizeGender).
-	Gender string
+	Gender                   string
 	Street, City, State, Zip string
 	// Country is an ISO 3166 code or a country name.
 	Country string
@@ -59,7 +59,7 @@ func Normalize(c Customer, opt Options) (Profiles, []Drop) {
 	} else {
 		n.now = time.Now()
 	}
-	n.country(c)
+	n.country(c.Country)
 	n.emails(c.Emails)
 	n.phones(c.Phones)
 	n.names(c.FirstName, c.LastName)
@@ -71,6 +71,7 @@ func Normalize(c Customer, opt Options) (Profiles, []Drop) {
 	n.city(c.City)
 	n.state(c.State)
 	n.zip(c.Zip)
+	n.defaultCountry()
 	return n.p, n.drops
 }
 
@@ -84,7 +85,7 @@ type normalizer struct {
 }
 
 // prepared runs prepare and then a normalizer written for prepared values.
-func (n *normalizer) prepared(raw string, f func(string) (string, error)) (string, error) {
+func prepared(raw string, f func(string) (string, error)) (string, error) {
 	prep, err := prepare(raw)
 	if err != nil || prep == "" {
 		return "", err
@@ -92,23 +93,18 @@ func (n *normalizer) prepared(raw string, f func(string) (string, error)) (strin
 	return f(prep)
 }
 
+// drop records one value left out, so callers can count every one.
 func (n *normalizer) drop(field string, err error) {
-	for _, d := range n.drops {
-		if d.Field == field && d.Reason == err.Error() {
-			return
-		}
-	}
 	n.drops = append(n.drops, Drop{Field: field, Reason: err.Error()})
 }
 
-func (n *normalizer) country(c Customer) {
-	def, _ := NormalizeCountry(n.opt.DefaultCountry)
+func (n *normalizer) country(raw string) {
 	switch {
-	case IsHashed(c.Country):
-		n.p.Meta.Country = normalizeHashed(c.Country)
+	case IsHashed(raw):
+		n.p.Meta.Country = normalizeHashed(raw)
 		n.drop("country", ErrHashedNotPlain)
-	case c.Country != "":
-		cc, err := NormalizeCountry(c.Country)
+	case raw != "":
+		cc, err := NormalizeCountry(raw)
 		if err != nil {
 			n.drop("country", err)
 		}
@@ -116,17 +112,29 @@ func (n *normalizer) country(c Customer) {
 	}
 	n.geo = n.cc
 	if n.geo == "" {
-		n.geo = def
+		n.geo, _ = NormalizeCountry(n.opt.DefaultCountry)
 	}
-	cc := n.cc
-	if cc == "" && n.p.Meta.Country == "" && (c.Street != "" || c.City != "" || c.State != "" || c.Zip != "") {
-		// DESIGN: default_country is for "addresses that lack one".
-		cc = def
-	}
+	n.setCountry(n.cc)
+}
+
+func (n *normalizer) setCountry(cc string) {
 	if cc != "" {
 		n.p.Meta.Country = hashCode(cc)
 		n.p.TikTok.Country = cc
 		n.p.Google.Country = GoogleCountry(cc)
+	}
+}
+
+// defaultCountry gives an address that came without a country the default one (DESIGN:
+// default_country is for "addresses that lack one"). A customer with no valid address part gets
+// none: the default is a guess about where the customer lives, made only to complete an address.
+func (n *normalizer) defaultCountry() {
+	if n.p.Meta.Country != "" || n.cc != "" {
+		return
+	}
+	m, g := n.p.Meta, n.p.Google
+	if m.City != "" || m.State != "" || m.Zip != "" || g.Street != "" || g.City != "" || g.Zip != "" {
+		n.setCountry(n.geo)
 	}
 }
 
@@ -146,7 +154,7 @@ func (n *normalizer) emails(emails []string) {
 			n.p.Google.Emails = appendUnique(n.p.Google.Emails, h)
 			continue
 		}
-		e, err := n.prepared(raw, normalizeEmailPrepared)
+		e, err := prepared(raw, normalizeEmailPrepared)
 		if err != nil {
 			n.drop("email", err)
 			continue
@@ -157,7 +165,14 @@ func (n *normalizer) emails(emails []string) {
 		h := Hash(e)
 		n.p.Meta.Emails = appendUnique(n.p.Meta.Emails, h)
 		n.p.TikTok.Emails = appendUnique(n.p.TikTok.Emails, h)
-		if g, _ := NormalizeGoogleEmail(e); g != e {
+		g, err := NormalizeGoogleEmail(e)
+		if err != nil {
+			// A Gmail address with nothing before its "+": Meta and TikTok take it as written,
+			// Google's rule leaves no address.
+			n.drop("email", err)
+			continue
+		}
+		if g != e {
 			h = Hash(g)
 		}
 		n.p.Google.Emails = appendUnique(n.p.Google.Emails, h)
@@ -194,7 +209,7 @@ func (n *normalizer) phones(phones []string) {
 
 func (n *normalizer) names(first, last string) {
 	for _, f := range []struct {
-		field, raw               string
+		field, raw           string
 		meta, tiktok, google *string
 	}{
 		{"first_name", first, &n.p.Meta.FirstName, &n.p.TikTok.FirstName, &n.p.Google.FirstName},

@@ -222,6 +222,16 @@ func TestNormalizePassesHashedValuesThrough(t *testing.T) {
 	}
 }
 
+func TestNormalizeGmailAliasWithoutName(t *testing.T) {
+	p, drops := Normalize(Customer{Emails: []string{"+promo@gmail.com"}}, testOptions)
+	if !slices.Equal(p.Meta.Emails, []string{Hash("+promo@gmail.com")}) || len(p.Google.Emails) != 0 {
+		t.Errorf("Meta %v, Google %v; want Meta only", p.Meta.Emails, p.Google.Emails)
+	}
+	if !reflect.DeepEqual(drops, []Drop{{"email", ErrInvalidEmail.Error()}}) {
+		t.Errorf("drops = %v", drops)
+	}
+}
+
 func TestNormalizeCapsAndDeduplicatesEmails(t *testing.T) {
 	c := Customer{Emails: []string{"A@example.com", "a@example.com ", "b@example.com", "c@example.com",
 		"d@example.com", "e@example.com", "f@example.com"}}
@@ -326,5 +336,59 @@ func TestCoverageOfPartialUser(t *testing.T) {
 	}
 	if cov := CoverageOf("bing", u); len(cov.Present)+len(cov.Missing) != 0 {
 		t.Errorf("unknown platform coverage = %+v", cov)
+	}
+}
+
+func TestNormalizeHostileInput(t *testing.T) {
+	big := strings.Repeat("A\u0301\x00", 1<<18) // about 1 MB of letters, combining marks and NULs
+	c := Customer{Emails: []string{big}, Phones: []string{big}, FirstName: big, LastName: big, DateOfBirth: big,
+		Gender: big, Street: big, City: big, State: big, Zip: big, Country: big}
+	opt := testOptions
+	opt.Phones = NewPhoneCache(8)
+	p, drops := Normalize(c, opt)
+	if !p.Meta.IsZero() || !p.TikTok.IsZero() || !p.Google.IsZero() {
+		t.Errorf("1 MB values produced a profile: %+v", p)
+	}
+	if len(drops) != 11 {
+		t.Errorf("drops = %v, want one per field", drops)
+	}
+	for _, d := range drops {
+		if d.Reason != ErrTooLong.Error() {
+			t.Errorf("drop %v, want %q", d, ErrTooLong)
+		}
+	}
+
+	ctrl := Customer{FirstName: "Ma\x00ry\x1b[31m", City: "Aus\ttin\r\n", Emails: []string{"a@example.com\x00"}}
+	p, drops = Normalize(ctrl, testOptions)
+	if p.Meta.FirstName != Hash("mary31m") || p.TikTok.City != "austin" {
+		t.Errorf("control characters not removed: %+v", p.TikTok)
+	}
+	if len(p.Meta.Emails) != 0 || len(drops) != 1 || drops[0].Field != "email" {
+		t.Errorf("email with a NUL: %v, drops %v", p.Meta.Emails, drops)
+	}
+}
+
+func TestPhoneCacheConcurrentUse(t *testing.T) {
+	cache := NewPhoneCache(4)
+	opt := testOptions
+	opt.Phones = cache
+	phones := []string{"(650) 555-1212", "+44 20 7946 0958", "+33 1 42 68 53 00", "030 1234567", "12", "+1 212 555 0100"}
+	done := make(chan bool)
+	for g := range 4 {
+		go func() {
+			defer func() { done <- true }()
+			for i := range 50 {
+				ph := phones[(g+i)%len(phones)]
+				got, _ := Normalize(Customer{Phones: []string{ph}}, opt)
+				want, _ := Normalize(Customer{Phones: []string{ph}}, testOptions)
+				if !reflect.DeepEqual(got, want) {
+					t.Errorf("cached %v differs from uncached %v", got, want)
+					return
+				}
+			}
+		}()
+	}
+	for range 4 {
+		<-done
 	}
 }

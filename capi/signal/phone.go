@@ -95,7 +95,8 @@ func NewPhoneCache(size int) *PhoneCache {
 
 // hashes normalizes and hashes a phone for all platforms, through the cache when there is one.
 func (c *PhoneCache) hashes(raw, country string) phoneHashes {
-	if c == nil {
+	if c == nil || len(raw) > maxInputLen {
+		// Too long to be a phone: refused before its key is hashed.
 		return computePhoneHashes(raw, country)
 	}
 	var buf [2 + 1 + maxInputLen]byte
