@@ -127,8 +127,7 @@ type Engine struct {
 	wakeups sync.Map      // platform name → *wakeup
 	exited  chan struct{} // signalled whenever a worker exits
 
-	countersMu sync.Mutex
-	counters   map[string]*counters
+	counters sync.Map // platform name → *counters
 
 	depthDone chan struct{}
 }
@@ -181,7 +180,6 @@ func New(q queue.Queue, opts Options) *Engine {
 		cancel:    cancel,
 		workers:   make(map[string][]*worker),
 		exited:    make(chan struct{}, 1),
-		counters:  make(map[string]*counters),
 		depthDone: make(chan struct{}),
 	}
 	e.cfg.Store(&Config{platforms: map[string]*platformConfig{}})
@@ -313,14 +311,11 @@ func (w *wakeup) broadcast() {
 func (e *Engine) notify(name string) { e.wakeup(name).broadcast() }
 
 func (e *Engine) count(name string) *counters {
-	e.countersMu.Lock()
-	defer e.countersMu.Unlock()
-	c, ok := e.counters[name]
-	if !ok {
-		c = &counters{}
-		e.counters[name] = c
+	if c, ok := e.counters.Load(name); ok {
+		return c.(*counters)
 	}
-	return c
+	c, _ := e.counters.LoadOrStore(name, &counters{})
+	return c.(*counters)
 }
 
 // Enqueue appends events for one platform to the queue (durably, never waiting on the platform)
@@ -347,6 +342,7 @@ func (e *Engine) work(w *worker) {
 	}()
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
+	var lastLease time.Time
 	for !w.stop.Load() && e.ctx.Err() == nil {
 		pc := e.cfg.Load().platforms[w.platform]
 		if pc == nil {
@@ -354,10 +350,15 @@ func (e *Engine) work(w *worker) {
 		}
 		wake := e.wakeup(w.platform).wait()
 		wait := e.poll
-		if room := pc.batch - len(held); room > 0 {
+		// While a partial batch fills, every enqueue would wake the worker into a lease that
+		// walks past the events it holds; it looks again only every tenth of the flush interval.
+		step := min(max(pc.flush/10, time.Millisecond), 100*time.Millisecond)
+		room := pc.batch - len(held)
+		if room > 0 && (len(held) == 0 || e.now().Sub(lastLease) >= step) {
 			// A closed queue is an engine being torn down: the worker waits for Close rather
 			// than exit and be replaced.
 			more, err := e.q.Lease(e.ctx, w.platform, room)
+			lastLease = e.now()
 			if err != nil {
 				if !errors.Is(err, queue.ErrClosed) && e.ctx.Err() == nil {
 					e.noteFailure(w.platform, err.Error())
@@ -373,7 +374,8 @@ func (e *Engine) work(w *worker) {
 				held = nil
 				continue
 			}
-			wait = min(wait, due.Sub(e.now()))
+			wait = min(wait, due.Sub(e.now()), lastLease.Add(step).Sub(e.now()))
+			wake = nil
 		}
 		timer.Reset(wait)
 		select {
@@ -655,9 +657,8 @@ func (e *Engine) Stats(ctx context.Context) (map[string]PlatformStats, error) {
 	for name, s := range qs {
 		out[name] = PlatformStats{PartitionStats: s}
 	}
-	e.countersMu.Lock()
-	defer e.countersMu.Unlock()
-	for name, c := range e.counters {
+	for k, v := range e.counters.Range {
+		name, c := k.(string), v.(*counters)
 		ps := out[name]
 		ps.Workers = int(c.running.Load())
 		ps.Enqueued, ps.Delivered = c.enqueued.Load(), c.delivered.Load()

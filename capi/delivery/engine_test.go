@@ -75,6 +75,20 @@ func TestPartialBatchWaitsForFlush(t *testing.T) {
 	}
 }
 
+func TestBatchFilledOneByOneGoesOutWithoutWaitingForFlush(t *testing.T) {
+	e, _ := newEngine(t, delivery.Options{})
+	f := newFake(platform.TikTok)
+	e.SetSenders(map[string]platform.Sender{platform.TikTok: f}, delivery.Settings{Batch: 10, Flush: time.Hour})
+	for _, ev := range events("one", 10) {
+		mustEnqueue(t, e, platform.TikTok, ev)
+		time.Sleep(2 * time.Millisecond)
+	}
+	eventually(t, "the full batch sent", func() bool { return f.distinctDelivered() == 10 })
+	if log := f.sendLog(); len(log) != 1 {
+		t.Fatalf("sends = %v, want one batch of 10", log)
+	}
+}
+
 func TestOutageRetriesUntilEveryEventIsDelivered(t *testing.T) {
 	obs := newObserver()
 	e, _ := newEngine(t, delivery.Options{Observer: obs})
