@@ -119,6 +119,25 @@ func TestBoltLeavesOtherBucketsAlone(t *testing.T) {
 	}
 }
 
+func TestSettleRefusesReceiptsItDidNotIssue(t *testing.T) {
+	q := openBolt(t, filepath.Join(t.TempDir(), "capi.db"), queue.Options{})
+	ctx := context.Background()
+	if _, err := q.Enqueue(ctx, "meta", queuetest.Event("a")); err != nil {
+		t.Fatal(err)
+	}
+	items, err := q.Lease(ctx, "meta", 1)
+	if err != nil || len(items) != 1 {
+		t.Fatalf("Lease = %v, %v", items, err)
+	}
+	err = q.Settle(ctx, "meta", queue.Settlement{Receipt: items[0].Receipt, Outcome: queue.Ack}, queue.Settlement{Receipt: "bogus", Outcome: queue.Ack})
+	if err == nil {
+		t.Fatal("Settle accepted a receipt the queue never issued")
+	}
+	if st, _ := q.Stats(ctx); st["meta"].Depth != 1 {
+		t.Fatalf("a refused settlement changed the queue: %+v", st["meta"])
+	}
+}
+
 func TestSweepDeletesOnlyExpiredDedupEntries(t *testing.T) {
 	clock := queuetest.NewClock(time.Date(2026, 11, 27, 0, 0, 0, 0, time.UTC))
 	path := filepath.Join(t.TempDir(), "capi.db")

@@ -391,6 +391,18 @@ func Run(t *testing.T, b Backend) {
 		}
 	})
 
+	t.Run("CancelledEnqueueStoresNothing", func(t *testing.T) {
+		_, q := h(t)
+		cctx, cancel := context.WithCancel(ctx)
+		cancel()
+		if n, err := q.Enqueue(cctx, "meta", Event("a")); !errors.Is(err, context.Canceled) || n != 0 {
+			t.Fatalf("Enqueue with a cancelled context = %d, %v", n, err)
+		}
+		if n := enqueue(t, q, "meta", "a"); n != 1 {
+			t.Fatal("a cancelled enqueue marked its event as seen")
+		}
+	})
+
 	t.Run("ClosedQueueRefusesWork", func(t *testing.T) {
 		_, q := h(t)
 		enqueue(t, q, "meta", "a")
