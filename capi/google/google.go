@@ -197,43 +197,36 @@ func (s *Sender) Send(ctx context.Context, events []event.Event) platform.Result
 	adjs := ConversionAdjustmentsRequest{PartialFailure: true}
 	var clickIdx, adjIdx []int
 	for i, ev := range events {
-		conv, ok := s.cfg.Conversions[ev.Name]
+		settle := func(reason string) {
+			per[i] = platform.EventResult{Outcome: platform.Permanent, Reason: "google: " + reason}
+		}
 		switch {
-		case !ok:
-			// The router should not enqueue these; say so plainly if it does.
-			per[i] = platform.EventResult{Outcome: platform.Permanent, Reason: fmt.Sprintf("google: no conversion configured for event %q", ev.Name)}
-			continue
 		case ev.Test:
-			per[i] = platform.EventResult{Outcome: platform.Permanent, Reason: "google: test event not sent: Google Ads has no test event code"}
+			settle("test event not sent: Google Ads has no test event code")
 			continue
 		case now.Sub(ev.Time) > MaxAge:
-			per[i] = platform.EventResult{Outcome: platform.Permanent, Reason: fmt.Sprintf("google: conversion time %s is older than Google's 90 days", ev.Time.UTC().Format(time.RFC3339))}
+			settle(fmt.Sprintf("conversion time %s is older than Google's 90 days", ev.Time.UTC().Format(time.RFC3339)))
 			continue
 		}
-		action := actionName(s.cfg.CustomerID, conv.ActionID)
-		c, hasClick, err := BuildClickConversion(ev, action, s.cfg.Location)
+		c, a, err := buildConversion(s.cfg.CustomerID, s.cfg.Conversions, s.cfg.Location, ev)
 		if err != nil {
-			per[i] = platform.EventResult{Outcome: platform.Permanent, Reason: "google: " + err.Error()}
+			// An unconfigured event name lands here too; the router should not enqueue those.
+			settle(err.Error())
 			continue
 		}
-		a, hasAdj := BuildAdjustment(ev, action, s.cfg.Location)
-		if hasAdj && now.Sub(ev.Time) > MaxEnhancementAge {
-			hasAdj = false
-			if !hasClick {
-				per[i] = platform.EventResult{Outcome: platform.Permanent, Reason: "google: no click ID, and the event is too old (over 24 hours) to enhance its conversion"}
+		if a != nil && now.Sub(ev.Time) > MaxEnhancementAge {
+			if c == nil {
+				settle("no click ID, and the event is too old (over 24 hours) to enhance its conversion")
 				continue
 			}
+			a = nil
 		}
-		if !hasClick && !hasAdj {
-			per[i] = platform.EventResult{Outcome: platform.Permanent, Reason: "google: " + ErrNoClickOrOrder.Error()}
-			continue
-		}
-		if hasClick {
-			clicks.Conversions = append(clicks.Conversions, c)
+		if c != nil {
+			clicks.Conversions = append(clicks.Conversions, *c)
 			clickIdx = append(clickIdx, i)
 		}
-		if hasAdj {
-			adjs.ConversionAdjustments = append(adjs.ConversionAdjustments, a)
+		if a != nil {
+			adjs.ConversionAdjustments = append(adjs.ConversionAdjustments, *a)
 			adjIdx = append(adjIdx, i)
 		}
 	}

@@ -1,6 +1,7 @@
 package google
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -21,17 +22,17 @@ type ClickConversionsRequest struct {
 // ClickConversion is one conversion attributed to an ad click.
 type ClickConversion struct {
 	// Exactly one of Gclid, Gbraid, Wbraid is set.
-	Gclid              string               `json:"gclid,omitempty"`
-	Gbraid             string               `json:"gbraid,omitempty"`
-	Wbraid             string               `json:"wbraid,omitempty"`
-	ConversionAction   string               `json:"conversionAction"`
-	ConversionDateTime string               `json:"conversionDateTime"`
-	ConversionValue    platform.DecimalJSON `json:"conversionValue,omitempty"`
-	CurrencyCode       string               `json:"currencyCode,omitempty"`
-	OrderID            string               `json:"orderId,omitempty"`
-	UserIdentifiers    []UserIdentifier     `json:"userIdentifiers,omitempty"`
-	Consent            Consent              `json:"consent"`
-	UserIPAddress      string               `json:"userIpAddress,omitempty"`
+	Gclid              string           `json:"gclid,omitempty"`
+	Gbraid             string           `json:"gbraid,omitempty"`
+	Wbraid             string           `json:"wbraid,omitempty"`
+	ConversionAction   string           `json:"conversionAction"`
+	ConversionDateTime string           `json:"conversionDateTime"`
+	ConversionValue    json.Number      `json:"conversionValue,omitempty"`
+	CurrencyCode       string           `json:"currencyCode,omitempty"`
+	OrderID            string           `json:"orderId,omitempty"`
+	UserIdentifiers    []UserIdentifier `json:"userIdentifiers,omitempty"`
+	Consent            Consent          `json:"consent"`
+	UserIPAddress      string           `json:"userIpAddress,omitempty"`
 }
 
 // ConversionAdjustmentsRequest is the body of customers/{cid}:uploadConversionAdjustments.
@@ -252,27 +253,45 @@ func BuildRequests(customerID string, conversions map[string]Conversion, loc *ti
 	clicks := ClickConversionsRequest{PartialFailure: true}
 	adjs := ConversionAdjustmentsRequest{PartialFailure: true}
 	for i, ev := range events {
-		conv, ok := conversions[ev.Name]
-		if !ok {
-			return clicks, adjs, fmt.Errorf("google: event %d (%s): no conversion configured for %q", i, ev.ID, ev.Name)
-		}
-		action := actionName(customerID, conv.ActionID)
-		c, hasClick, err := BuildClickConversion(ev, action, loc)
+		c, a, err := buildConversion(customerID, conversions, loc, ev)
 		if err != nil {
 			return clicks, adjs, fmt.Errorf("google: event %d (%s): %w", i, ev.ID, err)
 		}
-		a, hasAdj := BuildAdjustment(ev, action, loc)
-		if !hasClick && !hasAdj {
-			return clicks, adjs, fmt.Errorf("google: event %d (%s): %w", i, ev.ID, ErrNoClickOrOrder)
+		if c != nil {
+			clicks.Conversions = append(clicks.Conversions, *c)
 		}
-		if hasClick {
-			clicks.Conversions = append(clicks.Conversions, c)
-		}
-		if hasAdj {
-			adjs.ConversionAdjustments = append(adjs.ConversionAdjustments, a)
+		if a != nil {
+			adjs.ConversionAdjustments = append(adjs.ConversionAdjustments, *a)
 		}
 	}
 	return clicks, adjs, nil
+}
+
+// ErrNoConversion reports an event whose name has no configured conversion action.
+var ErrNoConversion = errors.New("no conversion configured for event")
+
+// buildConversion builds what ev becomes at Google: a click conversion, an enhancement, or both;
+// never neither without an error.
+func buildConversion(customerID string, conversions map[string]Conversion, loc *time.Location, ev event.Event) (*ClickConversion, *ConversionAdjustment, error) {
+	conv, ok := conversions[ev.Name]
+	if !ok {
+		return nil, nil, fmt.Errorf("%w %q", ErrNoConversion, ev.Name)
+	}
+	action := actionName(customerID, conv.ActionID)
+	c, hasClick, err := BuildClickConversion(ev, action, loc)
+	if err != nil {
+		return nil, nil, err
+	}
+	a, hasAdj := BuildAdjustment(ev, action, loc)
+	switch {
+	case hasClick && hasAdj:
+		return &c, &a, nil
+	case hasClick:
+		return &c, nil, nil
+	case hasAdj:
+		return nil, &a, nil
+	}
+	return nil, nil, ErrNoClickOrOrder
 }
 
 func actionName(customerID, actionID string) string {

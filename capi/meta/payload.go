@@ -84,22 +84,22 @@ func (u UserData) Signals() []string {
 // CustomData holds the event's commerce properties. Custom holds the event's further properties,
 // written beside the standard ones (a custom key never replaces a standard one).
 type CustomData struct {
-	Value        platform.DecimalJSON `json:"value,omitempty"`
-	Currency     string               `json:"currency,omitempty"`
-	OrderID      string               `json:"order_id,omitempty"`
-	ContentIDs   []string             `json:"content_ids,omitempty"`
-	Contents     []Content            `json:"contents,omitempty"`
-	ContentType  string               `json:"content_type,omitempty"`
-	NumItems     int                  `json:"num_items,omitempty"`
-	SearchString string               `json:"search_string,omitempty"`
-	Custom       map[string]string    `json:"-"`
+	Value        json.Number       `json:"value,omitempty"`
+	Currency     string            `json:"currency,omitempty"`
+	OrderID      string            `json:"order_id,omitempty"`
+	ContentIDs   []string          `json:"content_ids,omitempty"`
+	Contents     []Content         `json:"contents,omitempty"`
+	ContentType  string            `json:"content_type,omitempty"`
+	NumItems     int               `json:"num_items,omitempty"`
+	SearchString string            `json:"search_string,omitempty"`
+	Custom       map[string]string `json:"-"`
 }
 
 // Content is one item of custom_data.contents.
 type Content struct {
-	ID        string               `json:"id"`
-	Quantity  int                  `json:"quantity,omitempty"`
-	ItemPrice platform.DecimalJSON `json:"item_price,omitempty"`
+	ID        string      `json:"id"`
+	Quantity  int         `json:"quantity,omitempty"`
+	ItemPrice json.Number `json:"item_price,omitempty"`
 }
 
 // IsZero reports whether there is no custom data to send, so that custom_data is left out.

@@ -1,6 +1,7 @@
 package platform
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -98,36 +99,23 @@ var ErrNotDecimal = errors.New("not a decimal number")
 
 // DecimalNumber checks that s is a plain decimal ("49.90", "-3", "0.5") and returns it as the JSON
 // number the platforms want, so cents travel exactly as the edge wrote them instead of through a
-// float64.
-func DecimalNumber(s string) (DecimalJSON, error) {
-	digits, frac := 0, false
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c >= '0' && c <= '9':
-			digits++
-		case c == '-' && i == 0:
-		case c == '.' && !frac && digits > 0 && i < len(s)-1:
-			frac = true
-		default:
-			return "", fmt.Errorf("value %s: %w", strconv.Quote(s), ErrNotDecimal)
-		}
-	}
-	if digits == 0 {
+// float64. encoding/json writes a json.Number as it is.
+func DecimalNumber(s string) (json.Number, error) {
+	intPart, fracPart, hasFrac := strings.Cut(strings.TrimPrefix(s, "-"), ".")
+	if !allDigits(intPart) || (len(intPart) > 1 && intPart[0] == '0') || (hasFrac && !allDigits(fracPart)) {
 		return "", fmt.Errorf("value %s: %w", strconv.Quote(s), ErrNotDecimal)
 	}
-	return DecimalJSON(s), nil
+	return json.Number(s), nil
 }
 
-// DecimalJSON is a decimal that DecimalNumber checked; it marshals as a bare JSON number.
-type DecimalJSON string
-
-// MarshalJSON writes the decimal as it is, unquoted.
-func (d DecimalJSON) MarshalJSON() ([]byte, error) {
-	if d == "" {
-		return []byte("0"), nil
+// allDigits reports whether s is one or more ASCII digits.
+func allDigits(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
 	}
-	return []byte(d), nil
+	return s != ""
 }
 
 // Triage tracks a batch of which a sender settles some events itself (too old, invalid, a test event
@@ -175,14 +163,4 @@ func (t *Triage) Result(r Result) Result {
 // Unsent is the Result of a batch none of whose events was sent.
 func (t *Triage) Unsent() Result {
 	return t.Result(Result{Outcome: Permanent, Reason: "no event of the batch could be sent"})
-}
-
-// UnmarshalJSON reads a bare JSON number written as a plain decimal.
-func (d *DecimalJSON) UnmarshalJSON(b []byte) error {
-	v, err := DecimalNumber(string(b))
-	if err != nil {
-		return err
-	}
-	*d = v
-	return nil
 }

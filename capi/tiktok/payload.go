@@ -102,14 +102,14 @@ func (u User) Signals() []string {
 // Properties are the event's commerce properties. Our custom properties are not sent: the 2.0
 // documentation lists no free-form properties, and an unknown one could fail the whole batch.
 type Properties struct {
-	Value        platform.DecimalJSON `json:"value,omitempty"`
-	Currency     string               `json:"currency,omitempty"`
-	ContentType  string               `json:"content_type,omitempty"`
-	Contents     []Content            `json:"contents,omitempty"`
-	ContentIDs   []string             `json:"content_ids,omitempty"`
-	NumItems     int                  `json:"num_items,omitempty"`
-	SearchString string               `json:"search_string,omitempty"`
-	OrderID      string               `json:"order_id,omitempty"`
+	Value        json.Number `json:"value,omitempty"`
+	Currency     string      `json:"currency,omitempty"`
+	ContentType  string      `json:"content_type,omitempty"`
+	Contents     []Content   `json:"contents,omitempty"`
+	ContentIDs   []string    `json:"content_ids,omitempty"`
+	NumItems     int         `json:"num_items,omitempty"`
+	SearchString string      `json:"search_string,omitempty"`
+	OrderID      string      `json:"order_id,omitempty"`
 }
 
 // IsZero reports whether there are no properties, so that properties is left out.
@@ -120,12 +120,12 @@ func (p Properties) IsZero() bool {
 
 // Content is one item of properties.contents; Price is the unit price.
 type Content struct {
-	ContentID       string               `json:"content_id"`
-	Quantity        int                  `json:"quantity,omitempty"`
-	Price           platform.DecimalJSON `json:"price,omitempty"`
-	ContentName     string               `json:"content_name,omitempty"`
-	ContentCategory string               `json:"content_category,omitempty"`
-	Brand           string               `json:"brand,omitempty"`
+	ContentID       string      `json:"content_id"`
+	Quantity        int         `json:"quantity,omitempty"`
+	Price           json.Number `json:"price,omitempty"`
+	ContentName     string      `json:"content_name,omitempty"`
+	ContentCategory string      `json:"content_category,omitempty"`
+	Brand           string      `json:"brand,omitempty"`
 }
 
 // Page is where a web event happened.
