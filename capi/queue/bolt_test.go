@@ -217,6 +217,11 @@ func heapInUse() uint64 {
 	return m.HeapInuse
 }
 
+func pagesWritten(db *bbolt.DB) int64 {
+	st := db.Stats()
+	return st.TxStats.GetWrite()
+}
+
 // processCPU is the user and system CPU time this process has used.
 func processCPU() time.Duration {
 	var ru syscall.Rusage
@@ -231,7 +236,13 @@ func mib(b uint64) float64 { return float64(b) / (1 << 20) }
 func BenchmarkEnqueueDurable(b *testing.B) {
 	for _, producers := range []int{1, 64, 256} {
 		b.Run(fmt.Sprintf("producers=%d", producers), func(b *testing.B) {
-			q := openBolt(b, filepath.Join(b.TempDir(), "capi.db"), queue.Options{})
+			db := openDB(b, filepath.Join(b.TempDir(), "capi.db"))
+			defer db.Close()
+			q, err := queue.OpenBolt(db, queue.Options{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer q.Close()
 			ctx := context.Background()
 			var seq atomic.Int64
 			lat := make([][]time.Duration, 0, 1024)
@@ -241,7 +252,7 @@ func BenchmarkEnqueueDurable(b *testing.B) {
 			b.SetParallelism(max(1, producers/runtime.GOMAXPROCS(0)))
 			b.ReportAllocs()
 			b.ResetTimer()
-			commits, cpu := q.Commits(), processCPU()
+			commits, cpu, pages := q.Commits(), processCPU(), pagesWritten(db)
 			b.RunParallel(func(pb *testing.PB) {
 				mine := make([]time.Duration, 0, 4096)
 				ev := queuetest.Event("")
@@ -267,6 +278,7 @@ func BenchmarkEnqueueDurable(b *testing.B) {
 			}
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
 			b.ReportMetric(float64(b.N)/float64(q.Commits()-commits), "events/commit")
+			b.ReportMetric(float64(pagesWritten(db)-pages)/float64(b.N), "pages/event")
 			// CPU per event is what the throughput would be on an idle machine; wall-clock numbers
 			// on a shared one depend on the neighbours.
 			b.ReportMetric(float64((processCPU()-cpu).Microseconds())/float64(b.N), "cpu-µs/event")
