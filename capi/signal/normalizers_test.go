@@ -4,6 +4,8 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/nyaruka/phonenumbers"
 )
 
 type normCase struct {
@@ -274,6 +276,26 @@ func TestHash(t *testing.T) {
 	for _, s := range []string{"", Hash("x")[:63], Hash("x") + "0", strings.Repeat("g", 64), "5f4dcc3b5aa765d61d8327deb882cf99"} {
 		if IsHashed(s) {
 			t.Errorf("IsHashed(%q) = true", s)
+		}
+	}
+}
+
+// TestNormalizePhoneAgreesWithLibphonenumber: the region-first validity shortcut accepts and
+// refuses exactly what phonenumbers.IsValidNumber does, across regions sharing a calling code.
+func TestNormalizePhoneAgreesWithLibphonenumber(t *testing.T) {
+	for _, c := range []struct{ in, region string }{
+		{"416 555 0123", "US"}, {"416 979 2000", "US"}, {"416 979 2000", "CA"}, {"212 555 0100", "CA"},
+		{"876 555 0100", "US"}, {"876 927 1660", "JM"}, {"020 7946 0958", "GB"}, {"01534 123456", "GB"},
+		{"01534 123456", "JE"}, {"+7 701 123 4567", "RU"}, {"+7 495 123 4567", "KZ"}, {"0 12 34", "FR"},
+	} {
+		got, err := NormalizePhone(c.in, c.region)
+		num, perr := phonenumbers.Parse(c.in, c.region)
+		want := perr == nil && phonenumbers.IsValidNumber(num)
+		if (err == nil) != want {
+			t.Errorf("NormalizePhone(%q, %s) = %q, %v; libphonenumber valid = %v", c.in, c.region, got, err, want)
+		}
+		if want && got != phonenumbers.Format(num, phonenumbers.E164) {
+			t.Errorf("NormalizePhone(%q, %s) = %q, want %s", c.in, c.region, got, phonenumbers.Format(num, phonenumbers.E164))
 		}
 	}
 }

@@ -37,7 +37,7 @@ func NormalizePhone(s, country string) (string, error) {
 		}
 		return "", ErrInvalidPhone
 	}
-	if !phonenumbers.IsValidNumber(num) {
+	if !validPhone(num, region) {
 		return "", ErrInvalidPhone
 	}
 	e164 := phonenumbers.Format(num, phonenumbers.E164)
@@ -45,6 +45,17 @@ func NormalizePhone(s, country string) (string, error) {
 		return "", ErrInvalidPhone
 	}
 	return e164, nil
+}
+
+// validPhone is phonenumbers.IsValidNumber, first trying the customer's own region: a number valid
+// for that region is valid, and the check skips IsValidNumber's search through every region sharing
+// the calling code (25 for +1), which costs more than the check itself.
+func validPhone(num *phonenumbers.PhoneNumber, region string) bool {
+	if region != "ZZ" && int(num.GetCountryCode()) == phonenumbers.GetCountryCodeForRegion(region) &&
+		phonenumbers.IsValidNumberForRegion(num, region) {
+		return true
+	}
+	return phonenumbers.IsValidNumber(num)
 }
 
 // MetaPhone turns an E.164 number into Meta's ph form: the digits with the country code and no
