@@ -204,7 +204,7 @@ func (s *Sender) Send(ctx context.Context, events []event.Event) platform.Result
 		case ev.Test:
 			settle("test event not sent: Google Ads has no test event code")
 			continue
-		case now.Sub(ev.Time) > MaxAge:
+		case !ev.Time.IsZero() && now.Sub(ev.Time) > MaxAge:
 			settle(fmt.Sprintf("conversion time %s is older than Google's 90 days", ev.Time.UTC().Format(time.RFC3339)))
 			continue
 		}

@@ -690,3 +690,30 @@ func BenchmarkBuildRequests2000(b *testing.B) {
 		}
 	}
 }
+
+func TestConcurrentSendsShareOneTokenRefresh(t *testing.T) {
+	f := newFakeGoogle(t)
+	s := newTestSender(t, f)
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			if r := s.Send(context.Background(), []event.Event{fullEvent()}); r.Outcome != platform.Delivered {
+				t.Errorf("result = %+v", r)
+			}
+		})
+	}
+	wg.Wait()
+	if f.tokenCalls != 1 {
+		t.Errorf("%d token refreshes for 8 concurrent sends, want 1", f.tokenCalls)
+	}
+}
+
+func TestEventWithoutTimeIsSettled(t *testing.T) {
+	f := newFakeGoogle(t)
+	ev := fullEvent()
+	ev.Time = time.Time{}
+	r := newTestSender(t, f).Send(context.Background(), []event.Event{ev})
+	if r.Outcome != platform.Permanent || !strings.Contains(r.Events[0].Reason, "no time") {
+		t.Errorf("result = %+v", r)
+	}
+}

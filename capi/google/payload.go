@@ -277,6 +277,9 @@ func buildConversion(customerID string, conversions map[string]Conversion, loc *
 	if !ok {
 		return nil, nil, fmt.Errorf("%w %q", ErrNoConversion, ev.Name)
 	}
+	if ev.Time.IsZero() {
+		return nil, nil, ErrNoTime
+	}
 	action := actionName(customerID, conv.ActionID)
 	c, hasClick, err := BuildClickConversion(ev, action, loc)
 	if err != nil {

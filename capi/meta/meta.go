@@ -133,7 +133,7 @@ func (s *Sender) Send(ctx context.Context, events []event.Event) platform.Result
 			t.Settle(i, platform.Permanent, "meta: test event not sent: no test_event_code is configured")
 			continue
 		}
-		if now.Sub(ev.Time) > MaxAge {
+		if !ev.Time.IsZero() && now.Sub(ev.Time) > MaxAge {
 			t.Settle(i, platform.Permanent, fmt.Sprintf("meta: event_time %s is older than Meta's 7 days", ev.Time.UTC().Format(time.RFC3339)))
 			continue
 		}

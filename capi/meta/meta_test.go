@@ -279,7 +279,9 @@ func TestSendSettlesEventsMetaWouldRejectAndSendsTheRest(t *testing.T) {
 	test.Test = true
 	bad := fullEvent()
 	bad.Value = "ten"
-	r := s.Send(context.Background(), []event.Event{old, fullEvent(), test, bad})
+	timeless := fullEvent()
+	timeless.Time = time.Time{}
+	r := s.Send(context.Background(), []event.Event{old, fullEvent(), test, bad, timeless})
 
 	if len(sent) != 1 {
 		t.Fatalf("sent %d events, want only the good one", len(sent))
@@ -287,9 +289,9 @@ func TestSendSettlesEventsMetaWouldRejectAndSendsTheRest(t *testing.T) {
 	if r.Outcome != platform.Delivered {
 		t.Errorf("outcome = %v", r.Outcome)
 	}
-	for _, i := range []int{0, 2, 3} {
-		if r.Events[i].Outcome != platform.Permanent || r.Events[i].Reason == "" {
-			t.Errorf("event %d: %+v, want Permanent with a reason", i, r.Events[i])
+	for i, want := range map[int]string{0: "older than Meta's 7 days", 2: "test_event_code", 3: `"ten"`, 4: "no time"} {
+		if r.Events[i].Outcome != platform.Permanent || !strings.Contains(r.Events[i].Reason, want) {
+			t.Errorf("event %d: %+v, want Permanent %q", i, r.Events[i], want)
 		}
 	}
 	if _, ok := r.Events[1]; ok {

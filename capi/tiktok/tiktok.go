@@ -126,7 +126,7 @@ func (s *Sender) Send(ctx context.Context, events []event.Event) platform.Result
 			t.Settle(i, platform.Permanent, "tiktok: test event not sent: no test_event_code is configured")
 			continue
 		}
-		if now.Sub(ev.Time) > MaxAge {
+		if !ev.Time.IsZero() && now.Sub(ev.Time) > MaxAge {
 			t.Settle(i, platform.Permanent, fmt.Sprintf("tiktok: event_time %s is older than 7 days", ev.Time.UTC().Format(time.RFC3339)))
 			continue
 		}
