@@ -1,0 +1,16 @@
+// Package conversion turns what the edge learns — a conversion rule's resolved values, a browser
+// event posted to `collect`, a verified postback or webhook — into neutral events, joins postbacks
+// to the visitor who clicked the ad, decides which platforms each event goes to, and folds what a
+// request or a captured form tells about a visitor into the visitor record.
+//
+// It owns the event ID scheme (DESIGN §5: deterministic from event name and order ID, so the
+// thank-you page, the shop's webhook and the network's postback for one order count once), the
+// order in which a postback's keys find a visitor (DESIGN §7), the choice between action sources
+// website and system_generated, the validation of values, currencies and content IDs that arrive
+// from outside, and the routing of events to platforms.
+//
+// It must not store, send, log or enqueue anything, and must not know a platform's field names: it
+// reads and updates store.Visitor values the caller loads and saves, and returns event.Event values
+// the caller enqueues. Plaintext customer data goes straight into signal.Normalize and only hashed
+// profiles come out; no error or Drop carries a value from the input. It must not import Caddy.
+package conversion
