@@ -317,7 +317,8 @@ type Conversion struct {
 
 // Request is what the handler knows of the request an event happened on.
 type Request struct {
-	// URL is the page's full URL; Referrer its Referer header.
+	// URL is the page's absolute URL, scheme and host included (a server request's r.URL has
+	// neither: build it from the host and the request URI). Referrer is the Referer header.
 	URL, Referrer string
 	// IP is the client IP as Caddy determined it (trusted_proxies honoured); UserAgent the
 	// User-Agent header; AcceptLanguage the Accept-Language header, read for the locale.

@@ -9,6 +9,16 @@
 // website and system_generated, the validation of values, currencies and content IDs that arrive
 // from outside, and the routing of events to platforms.
 //
+// A postback route, once the notification is verified and recorded:
+//
+//	v, joinedBy, found, err := conversion.Join(ctx, st, n.Join, conversion.EmailHashes(n.Customer.Emails))
+//	e, err := conversion.FromNotification(n, visitorOrNil, opt) // errors.Is(err, ErrNotConversion): record only
+//	for _, p := range routes.Platforms(e) { enqueue(p, e) }
+//
+// A request: st.Update(ctx, vid, func(v) { ApplyIdentity(v, id, req, now) }) on every tracked
+// request (and ApplyCapture on capture paths), then FromRequest for a conversion rule or a browser
+// event posted to collect, and Routes.Platforms for its destinations.
+//
 // It must not store, send, log or enqueue anything, and must not know a platform's field names: it
 // reads and updates store.Visitor values the caller loads and saves, and returns event.Event values
 // the caller enqueues. Plaintext customer data goes straight into signal.Normalize and only hashed

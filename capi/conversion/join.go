@@ -103,6 +103,13 @@ func joinLookups(ctx context.Context, st store.Store, j postback.Join, emailHash
 	return ls
 }
 
+// EmailHashes returns the join keys of a notification's email addresses: their Meta hashes, the
+// form the store indexes. Addresses that are not valid are left out (FromNotification reports them).
+func EmailHashes(emails []string) []string {
+	p, _ := signal.Normalize(signal.Customer{Emails: emails}, signal.Options{})
+	return p.Meta.Emails
+}
+
 // trackingCandidates returns the tracking IDs that can be visitor IDs, in the order Join tries
 // them: those already in a visitor ID's shape, then those that take it once lower-cased, each once.
 func trackingCandidates(ids []string) []string {

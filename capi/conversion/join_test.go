@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/caddy-capi/caddy-capi/capi/capture"
 	"github.com/caddy-capi/caddy-capi/capi/postback"
 	"github.com/caddy-capi/caddy-capi/capi/signal"
 	"github.com/caddy-capi/caddy-capi/capi/store"
@@ -136,4 +137,14 @@ func TestJoinReportsStoreErrors(t *testing.T) {
 	if !strings.Contains(err.Error(), JoinedByTrackingID) {
 		t.Errorf("error %q does not say which key failed", err)
 	}
+}
+
+func TestEmailHashesMatchTheStoredProfile(t *testing.T) {
+	got := EmailHashes([]string{" Buyer@Example.com ", "not an email", ""})
+	want := []string{signal.Hash("buyer@example.com")}
+	eq(t, "hashes", got, want)
+	// The captured profile of the same buyer holds the same hash, so the join works.
+	v := store.Visitor{ID: buyerVID}
+	ApplyCapture(&v, capture.Submission{Customer: capture.Customer{Emails: []string{"buyer@example.com"}}}, Options{})
+	eq(t, "profile", v.User.Meta.Emails, want)
 }
