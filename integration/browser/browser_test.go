@@ -107,3 +107,20 @@ func has(calls []Call, lib, method, firstArg string) bool {
 	}
 	return false
 }
+
+func TestMapHostServesANamedSiteFromLoopback(t *testing.T) {
+	site := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.SetCookie(w, &http.Cookie{Name: "seen", Value: "1", Domain: "example.com", Path: "/"})
+		w.Header().Set("Content-Type", "text/html")
+		w.Write([]byte("<!doctype html><title>" + r.Host + "</title>"))
+	}))
+	defer site.Close()
+	b := New(t, MapHost("shop.example.com", site.Listener.Addr().String()))
+	b.Navigate("http://shop.example.com/")
+	if title := Eval[string](b, "document.title"); title != "shop.example.com" {
+		t.Errorf("the site saw Host %q, want shop.example.com", title)
+	}
+	if c := b.Cookie("seen"); c == nil || c.Domain != ".example.com" {
+		t.Errorf("cookie for the registrable domain: %+v", c)
+	}
+}
