@@ -68,7 +68,9 @@ type metaError struct {
 	IsTransient    bool   `json:"is_transient"`
 	ErrorUserTitle string `json:"error_user_title,omitempty"`
 	ErrorUserMsg   string `json:"error_user_msg,omitempty"`
-	FBTraceID      string `json:"fbtrace_id"`
+	// ErrorData carries blame_field_specs, the path of the offending field, when Meta names one.
+	ErrorData map[string]any `json:"error_data,omitempty"`
+	FBTraceID string         `json:"fbtrace_id"`
 }
 
 func (m *Meta) fail(w http.ResponseWriter, status int, e metaError) {
@@ -162,13 +164,13 @@ func (m *Meta) handle(w http.ResponseWriter, req *http.Request) {
 	for i, e := range events {
 		if reason, ok := m.rejection(e.ID); ok {
 			m.record(req, body, http.StatusBadRequest, "rejected event "+e.ID, nil)
-			// One invalid event sinks the whole batch; blame_field_specs points into the event.
-			e := metaError{
-				Message: "Invalid parameter", Type: "OAuthException", Code: 100, ErrorSubcode: 2804019,
+			// One invalid event sinks the whole batch; blame_field_specs points into the event. The
+			// subcode's meaning is unconfirmed (spec §1); any 2804xxx is a permanent code 100.
+			m.fail(w, http.StatusBadRequest, metaError{
+				Message: "Invalid parameter", Code: 100, ErrorSubcode: 2804019,
 				ErrorUserTitle: "Invalid event", ErrorUserMsg: fmt.Sprintf("data[%d]: %s", i, reason),
-				FBTraceID: m.traceID(),
-			}
-			writeJSON(w, http.StatusBadRequest, map[string]any{"error": e, "error_data": map[string]any{"blame_field_specs": [][]string{{"data", fmt.Sprint(i)}}}})
+				ErrorData: map[string]any{"blame_field_specs": [][]string{{"data", fmt.Sprint(i)}}},
+			})
 			return
 		}
 	}

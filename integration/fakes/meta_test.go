@@ -207,6 +207,9 @@ func TestMetaScriptedFailures(t *testing.T) {
 		if r.status != 400 || obj(r.body, "error")["code"] != float64(100) {
 			t.Fatalf("got %d %v, want 400 code 100", r.status, r.body)
 		}
+		if blame := at(r.body, "error", "error_data", "blame_field_specs", 0, 1); blame != "1" {
+			t.Errorf("blame_field_specs names %v, want data[1]", blame)
+		}
 		if len(m.Accepted()) != 0 {
 			t.Errorf("accepted %d events of a rejected batch", len(m.Accepted()))
 		}
