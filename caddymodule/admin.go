@@ -50,10 +50,19 @@ func (AdminAPI) handleStatus(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	resp := statusResponse{Storages: []storageStatus{}}
+	var statusErr error
 	storages.Range(func(_, val any) bool {
-		resp.Storages = append(resp.Storages, val.(*sharedStorage).status())
+		st, err := val.(*sharedStorage).status(r.Context())
+		if err != nil {
+			statusErr = err
+			return false
+		}
+		resp.Storages = append(resp.Storages, st)
 		return true
 	})
+	if statusErr != nil {
+		return caddy.APIError{HTTPStatus: http.StatusInternalServerError, Err: statusErr}
+	}
 	sort.Slice(resp.Storages, func(i, j int) bool { return resp.Storages[i].Path < resp.Storages[j].Path })
 	w.Header().Set("Content-Type", "application/json")
 	if err := json.NewEncoder(w).Encode(resp); err != nil {

@@ -133,7 +133,7 @@ func (a *App) Validate() error {
 // On a reload the new config's Start runs before the old config's Stop; the storage is shared
 // through the pool, so it is not opened twice.
 func (a *App) Start() error {
-	if err := a.storage.open(a.lockTimeout); err != nil {
+	if err := a.storage.open(a.lockTimeout, a.resolved.visitorTTL); err != nil {
 		return err
 	}
 	a.previous = a.storage.settings.Swap(a.resolved)

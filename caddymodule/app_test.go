@@ -12,6 +12,9 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"go.etcd.io/bbolt"
+
+	"github.com/caddy-capi/caddy-capi/capi/event"
+	"github.com/caddy-capi/caddy-capi/capi/queue"
 )
 
 func newTestContext(t *testing.T) caddy.Context {
@@ -57,9 +60,9 @@ func TestReloadSharesOneDatabase(t *testing.T) {
 	if err := old.Start(); err != nil {
 		t.Fatalf("start: %v", err)
 	}
-	db := old.storage.db
-	if db == nil {
-		t.Fatal("start did not open the database")
+	db, q := old.storage.db, old.storage.queue
+	if db == nil || q == nil || old.storage.visitors == nil {
+		t.Fatal("start did not open the database, the queue and the visitor store")
 	}
 
 	// A reload: the new config is provisioned and started before the old one stops and is
@@ -74,7 +77,7 @@ func TestReloadSharesOneDatabase(t *testing.T) {
 			t.Errorf("start of the new config: %v", err)
 		}
 	})
-	if next.storage != old.storage || next.storage.db != db {
+	if next.storage != old.storage || next.storage.db != db || next.storage.queue != q {
 		t.Fatal("the new config opened the database a second time instead of sharing it")
 	}
 	if n, _ := storages.References(path); n != 2 {
@@ -98,8 +101,10 @@ func TestReloadSharesOneDatabase(t *testing.T) {
 	if n, _ := storages.References(path); n != 1 {
 		t.Fatalf("references after the old cleanup = %d, want 1", n)
 	}
-	if err := db.Update(func(tx *bbolt.Tx) error { _, err := tx.CreateBucketIfNotExists([]byte("probe")); return err }); err != nil {
-		t.Fatalf("the database closed under the running config: %v", err)
+	// The queue keeps working for the running config after the old one is gone.
+	ev := event.Event{Name: "Purchase", ID: "order-1", Time: time.Now(), ActionSource: event.ActionWebsite}
+	if n, err := q.Enqueue(context.Background(), "meta", ev); err != nil || n != 1 {
+		t.Fatalf("enqueue after the old config's cleanup: %d, %v", n, err)
 	}
 
 	if err := next.Stop(); err != nil {
@@ -114,12 +119,23 @@ func TestReloadSharesOneDatabase(t *testing.T) {
 	if n, _ := storages.References(path); n != 0 {
 		t.Fatalf("references after the last cleanup = %d, want 0", n)
 	}
-	// The last release closed the file and its lock.
-	again, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: 200 * time.Millisecond})
-	if err != nil {
-		t.Fatalf("the lock was not released by the last cleanup: %v", err)
+	if _, err := q.Enqueue(context.Background(), "meta", ev); !errors.Is(err, queue.ErrClosed) {
+		t.Fatalf("the last cleanup left the queue open: %v", err)
 	}
-	again.Close()
+
+	// The last release closed the file and its lock; a restart finds the enqueued event.
+	restarted := provisioned(t, path, nil)
+	defer restarted.Cleanup()
+	withDeadline(t, func() {
+		if err := restarted.Start(); err != nil {
+			t.Errorf("the lock was not released by the last cleanup: %v", err)
+		}
+	})
+	stats, err := restarted.storage.queue.Stats(context.Background())
+	if err != nil || stats["meta"].Depth != 1 {
+		t.Fatalf("after a restart the queue holds %+v, %v; want the one meta event", stats, err)
+	}
+	restarted.Stop()
 }
 
 // TestValidateNeverOpensStorage does what `caddy validate` does (Provision, Validate, Cleanup)

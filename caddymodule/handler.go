@@ -197,7 +197,8 @@ func setPlaceholders(repl *caddy.Replacer, r *http.Request) {
 	if c, err := r.Cookie(visitorCookie); err == nil && validVisitorID(c.Value) {
 		repl.Set("capi.visitor_id", c.Value)
 	}
-	if r.URL.RawQuery == "" {
+	// Most requests carry no click ID; skip parsing their query.
+	if !strings.Contains(r.URL.RawQuery, "clid=") {
 		return
 	}
 	q := r.URL.Query()

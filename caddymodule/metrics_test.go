@@ -23,7 +23,7 @@ func TestMetricsSurviveReload(t *testing.T) {
 	obs.Retried("meta", 1)
 	obs.DeadLettered("meta", 1)
 	obs.QueueDepth("meta", 7)
-	obs.BatchSent("meta", "delivered", 120*time.Millisecond)
+	obs.DeliveryLatency("meta", 120*time.Millisecond)
 
 	second := prometheus.NewPedanticRegistry()
 	registerMetrics(second, zap.NewNop())
@@ -38,7 +38,7 @@ func TestMetricsSurviveReload(t *testing.T) {
 	for _, want := range []string{
 		"caddy_capi_events_enqueued_total", "caddy_capi_events_delivered_total",
 		"caddy_capi_events_retried_total", "caddy_capi_events_dead_lettered_total",
-		"caddy_capi_queue_depth", "caddy_capi_delivery_duration_seconds",
+		"caddy_capi_queue_depth", "caddy_capi_delivery_latency_seconds",
 	} {
 		if !names[want] {
 			t.Errorf("%s missing from the new registry", want)

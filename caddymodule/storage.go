@@ -12,6 +12,9 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"go.etcd.io/bbolt"
+
+	"github.com/caddy-capi/caddy-capi/capi/queue"
+	"github.com/caddy-capi/caddy-capi/capi/store"
 )
 
 // storages holds one sharedStorage per storage identity (the absolute bbolt path), shared by
@@ -20,19 +23,16 @@ import (
 // in App.Cleanup; the last release closes the storage.
 var storages = caddy.NewUsagePool()
 
-// sharedStorage is what survives config reloads: the open database and, once their packages are
-// integrated, the durable queue with its delivery workers and the visitor store built on it.
+// sharedStorage is what survives config reloads: the open database, the durable event queue and
+// the visitor store on it, and (once capi/delivery is integrated) the delivery workers.
 //
 // Constructing one does no I/O, because App.Provision constructs it and `caddy validate` runs
-// Provision in a separate process beside a running server that holds the bbolt lock. The database
-// is opened by the first App.Start.
+// Provision in a separate process beside a running server that holds the bbolt lock. The database,
+// queue and store are opened by the first App.Start.
 //
-// Integration points for the packages written in parallel:
-//   - open is where capi/store and capi/queue are opened on db, and where the delivery workers
-//     are started with workers (their own lifetime, not a config's).
-//   - Destruct is where the workers are drained with a deadline before db is closed.
-//   - settings is what the workers read for each batch: the platform clients are rebuilt from it
-//     when a new config installs its settings.
+// Where the delivery engine attaches: open starts it on queue with workers as its lifetime (never
+// a config's); App.Start installs the platform senders built from settings and App.Stop puts the
+// previous ones back; Destruct closes it, draining with a deadline, before the queue.
 type sharedStorage struct {
 	path string
 
@@ -46,6 +46,8 @@ type sharedStorage struct {
 
 	mu       sync.Mutex
 	db       *bbolt.DB
+	queue    *queue.Bolt
+	visitors *store.Bolt
 	openedAt time.Time
 	closed   bool
 }
@@ -55,9 +57,10 @@ func newSharedStorage(path string) *sharedStorage {
 	return &sharedStorage{path: path, workers: ctx, cancel: cancel}
 }
 
-// open opens the database if it is not open yet. It is called by every config's Start; only the
-// first opens the file.
-func (s *sharedStorage) open(lockTimeout time.Duration) error {
+// open opens the database, the queue and the visitor store if they are not open yet. It is called
+// by every config's Start; only the first opens the file. The visitor store keeps the record
+// lifetime of the config that opened it until the storage is released.
+func (s *sharedStorage) open(lockTimeout, visitorTTL time.Duration) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -69,7 +72,7 @@ func (s *sharedStorage) open(lockTimeout time.Duration) error {
 	if err := os.MkdirAll(filepath.Dir(s.path), 0o700); err != nil {
 		return fmt.Errorf("capi: creating the storage directory: %v", err)
 	}
-	db, err := bbolt.Open(s.path, 0o600, &bbolt.Options{Timeout: lockTimeout})
+	db, err := bbolt.Open(s.path, 0o600, queue.BoltOptions(lockTimeout))
 	if errors.Is(err, bbolt.ErrTimeout) {
 		return fmt.Errorf("capi: opening storage %s: the file is locked by another process after waiting %s; "+
 			"stop the other Caddy using it, or give this one its own file with `storage bolt <path>`", s.path, lockTimeout)
@@ -77,13 +80,24 @@ func (s *sharedStorage) open(lockTimeout time.Duration) error {
 	if err != nil {
 		return fmt.Errorf("capi: opening storage %s: %v", s.path, err)
 	}
-	s.db = db
+	q, err := queue.OpenBolt(db, queue.Options{})
+	if err != nil {
+		db.Close()
+		return fmt.Errorf("capi: opening the event queue in %s: %v", s.path, err)
+	}
+	visitors, err := store.OpenBolt(db, store.Options{TTL: visitorTTL})
+	if err != nil {
+		q.Close()
+		db.Close()
+		return fmt.Errorf("capi: opening the visitor store in %s: %v", s.path, err)
+	}
+	s.db, s.queue, s.visitors = db, q, visitors
 	s.openedAt = time.Now()
 	return nil
 }
 
-// Destruct stops the background work and closes the database. The pool calls it when the last
-// config using this storage is cleaned up.
+// Destruct stops the background work, lets the queue commit what was submitted, and closes the
+// database. The pool calls it when the last config using this storage is cleaned up.
 func (s *sharedStorage) Destruct() error {
 	s.cancel()
 	s.mu.Lock()
@@ -92,12 +106,12 @@ func (s *sharedStorage) Destruct() error {
 	if s.db == nil {
 		return nil
 	}
-	err := s.db.Close()
-	s.db = nil
-	if err != nil {
-		return fmt.Errorf("capi: closing storage %s: %v", s.path, err)
+	errs := []error{s.queue.Close(), s.visitors.Close()}
+	if err := s.db.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("capi: closing storage %s: %v", s.path, err))
 	}
-	return nil
+	s.db, s.queue, s.visitors = nil, nil, nil
+	return errors.Join(errs...)
 }
 
 // storageStatus is the admin API's view of one shared storage.
@@ -109,17 +123,27 @@ type storageStatus struct {
 	Started   bool       `json:"started"`
 	Platforms []string   `json:"platforms"`
 	Sink      string     `json:"sink,omitempty"`
+	// Queue is the queue's state per platform, once the storage is open.
+	Queue map[string]queue.PartitionStats `json:"queue,omitempty"`
 }
 
-func (s *sharedStorage) status() storageStatus {
+func (s *sharedStorage) status(ctx context.Context) (storageStatus, error) {
 	st := storageStatus{Path: s.path, Backend: backendBolt, Platforms: []string{}}
 	s.mu.Lock()
+	q := s.queue
 	if s.db != nil {
 		st.Open = true
 		t := s.openedAt
 		st.OpenedAt = &t
 	}
 	s.mu.Unlock()
+	if q != nil {
+		stats, err := q.Stats(ctx)
+		if err != nil && !errors.Is(err, queue.ErrClosed) {
+			return st, fmt.Errorf("queue stats of %s: %v", s.path, err)
+		}
+		st.Queue = stats
+	}
 	if cfg := s.settings.Load(); cfg != nil {
 		st.Started = true
 		st.Backend = cfg.storage.Backend
@@ -130,7 +154,7 @@ func (s *sharedStorage) status() storageStatus {
 			st.Sink = cfg.sink.Path
 		}
 	}
-	return st
+	return st, nil
 }
 
 // Interface guards
