@@ -39,6 +39,8 @@ type Event struct {
 	// Endpoint is the operation that carried it: "events" (Meta), "track" (TikTok),
 	// "uploadClickConversions" or "uploadConversionAdjustments" (Google).
 	Endpoint string
+	// TestEventCode is the request's test_event_code (Meta, TikTok), empty for live events.
+	TestEventCode string
 	// Request is the index, in Requests(), of the request that carried it.
 	Request int
 	// Raw is the event's JSON exactly as received.

@@ -174,8 +174,9 @@ func (m *Meta) handle(w http.ResponseWriter, req *http.Request) {
 			return
 		}
 	}
+	code, _ := params["test_event_code"].(string)
 	for i := range events {
-		events[i].Raw = raws[i]
+		events[i].Raw, events[i].TestEventCode = raws[i], code
 	}
 	m.record(req, body, http.StatusOK, "accepted", events)
 	writeJSON(w, http.StatusOK, map[string]any{"events_received": len(events), "messages": []string{}, "fbtrace_id": m.traceID()})

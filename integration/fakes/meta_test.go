@@ -52,6 +52,9 @@ func TestMetaAcceptsDocumentedPayload(t *testing.T) {
 	if !ok || e.Name != "Purchase" || e.Platform != "meta" || e.Get("custom_data.order_id") != "1001" {
 		t.Fatalf("accepted event not recorded as sent: %+v", e)
 	}
+	if e.TestEventCode != "TEST4242" {
+		t.Errorf("TestEventCode = %q, want the request's TEST4242", e.TestEventCode)
+	}
 	if len(m.EventsNamed("Purchase")) != 1 {
 		t.Errorf("EventsNamed(Purchase) = %d events, want 1", len(m.EventsNamed("Purchase")))
 	}

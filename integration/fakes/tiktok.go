@@ -193,6 +193,7 @@ func (f *TikTok) validate(body []byte) (events []Event, problems []string, wrong
 	case len(raws) > TikTokMaxBatch:
 		c.addf("data", "holds %d events; at most %d are allowed per request", len(raws), TikTokMaxBatch)
 	}
+	code, _ := obj["test_event_code"].(string)
 	now := f.now()
 	for i, raw := range raws {
 		path := fmt.Sprintf("data[%d]", i)
@@ -202,7 +203,7 @@ func (f *TikTok) validate(body []byte) (events []Event, problems []string, wrong
 			continue
 		}
 		e := f.event(&c, path, ev, source, now)
-		e.Raw = raw
+		e.Raw, e.TestEventCode = raw, code
 		events = append(events, e)
 	}
 	return events, c.problems, wrongPixel

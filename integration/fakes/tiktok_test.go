@@ -47,7 +47,7 @@ func TestTikTokAcceptsDocumentedPayload(t *testing.T) {
 		t.Fatalf("got %d %v, want 200 code 0", r.status, r.body)
 	}
 	e := f.WaitEvent(t, "evt-2002", time.Second)
-	if e.Name != "Purchase" || e.Get("properties.order_id") != "2002" {
+	if e.Name != "Purchase" || e.Get("properties.order_id") != "2002" || e.TestEventCode != "TEST12345" {
 		t.Errorf("accepted event %+v", e)
 	}
 }
