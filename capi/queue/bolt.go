@@ -26,10 +26,10 @@ const (
 	deadPrefix  = "queue.dead."  // + platform: seq → record
 )
 
-var (
-	dedupBucket       = []byte("queue.dedup")        // dedupKey → expiry (unix ns)
-	dedupExpiryBucket = []byte("queue.dedup.expiry") // expiry (unix ns) + dedupKey → nothing
-)
+// dedupBucket maps dedupKey → expiry (unix ns). It has no expiry-ordered twin: the sweep scans it
+// every SweepInterval instead, which costs a sequential read where a second index would cost a
+// write per event on the request path.
+var dedupBucket = []byte("queue.dedup")
 
 // maxIDLen bounds an event's name and ID so that the dedup key stays far below bbolt's key limit;
 // real IDs are UUIDs or 64-character hashes.
@@ -130,10 +130,8 @@ func OpenBolt(db *bbolt.DB, opts Options) (*Bolt, error) {
 		parts:         make(map[string]*partition),
 	}
 	err = db.Update(func(tx *bbolt.Tx) error {
-		for _, name := range [][]byte{dedupBucket, dedupExpiryBucket} {
-			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
-				return err
-			}
+		if _, err := tx.CreateBucketIfNotExists(dedupBucket); err != nil {
+			return err
 		}
 		return tx.ForEach(func(name []byte, b *bbolt.Bucket) error {
 			n := int64(b.Stats().KeyN)
@@ -214,26 +212,19 @@ func (q *Bolt) Enqueue(ctx context.Context, platformName string, events ...event
 			if err != nil {
 				return err
 			}
-			index, expiries := tx.Bucket(dedupBucket), tx.Bucket(dedupExpiryBucket)
-			// Both grow at their end (time-ordered keys): packing their pages full halves the
-			// pages each commit writes.
-			ready.FillPercent, expiries.FillPercent = 1, 1
+			index := tx.Bucket(dedupBucket)
+			// The partition grows at its end (time-ordered keys): packing its pages full halves
+			// the pages each commit writes.
+			ready.FillPercent = 1
 			for i, f := range fresh {
 				k := []byte(f.key)
 				if v := index.Get(k); len(v) == 8 {
-					old := int64(binary.BigEndian.Uint64(v))
-					if old > now {
+					if old := int64(binary.BigEndian.Uint64(v)); old > now {
 						seen[i] = old
 						continue
 					}
-					if err := expiries.Delete(expiryKey(old, k)); err != nil {
-						return err
-					}
 				}
 				if err := index.Put(k, binary.BigEndian.AppendUint64(nil, uint64(expiry))); err != nil {
-					return err
-				}
-				if err := expiries.Put(expiryKey(expiry, k), nil); err != nil {
 					return err
 				}
 				seq, err := ready.NextSequence()
@@ -259,12 +250,6 @@ func (q *Bolt) Enqueue(ctx context.Context, platformName string, events ...event
 		return 0, fmt.Errorf("queue: enqueue %d %s events: %w", len(events), platformName, err)
 	}
 	return added, nil
-}
-
-func expiryKey(expiry int64, key []byte) []byte {
-	k := make([]byte, 8, 8+len(key))
-	binary.BigEndian.PutUint64(k, uint64(expiry))
-	return append(k, key...)
 }
 
 // Lease implements Queue.
@@ -582,53 +567,69 @@ func (q *Bolt) moveDead(ctx context.Context, verb, platformName string, ids []st
 // Enqueue whether or not they were swept.
 func (q *Bolt) SweepDedup(ctx context.Context, limit int) (int, error) {
 	total := 0
+	var from []byte
 	for limit <= 0 || total < limit {
 		chunk := sweepChunk
 		if limit > 0 {
 			chunk = min(chunk, limit-total)
 		}
-		n, err := q.sweepChunk(ctx, chunk)
+		next, n, err := q.sweepChunk(ctx, from, chunk)
 		total += n
 		if err != nil {
 			return total, fmt.Errorf("queue: sweep dedup index: %w", err)
 		}
-		if n < chunk {
+		if next == nil {
 			break
 		}
+		from = next
 	}
 	return total, nil
 }
 
-func (q *Bolt) sweepChunk(ctx context.Context, chunk int) (int, error) {
+// sweepScanLimit bounds how many entries one read transaction of the sweep walks, so that it never
+// pins old pages for long.
+const sweepScanLimit = 50_000
+
+// sweepChunk finds up to chunk expired entries from key from on, in a read transaction that does
+// not hold the writer, then deletes them in one write. It returns where to resume, nil at the end.
+func (q *Bolt) sweepChunk(ctx context.Context, from []byte, chunk int) ([]byte, int, error) {
 	now := q.now().UnixNano()
-	var n int
-	err := q.submit(ctx, &op{apply: func(tx *bbolt.Tx) error {
-		n = 0
-		index, expiries := tx.Bucket(dedupBucket), tx.Bucket(dedupExpiryBucket)
-		var done [][]byte
-		c := expiries.Cursor()
-		for k, _ := c.First(); k != nil && len(done) < chunk; k, _ = c.Next() {
-			if len(k) < 8 || int64(binary.BigEndian.Uint64(k)) > now {
+	var expired [][]byte
+	var next []byte
+	err := q.db.View(func(tx *bbolt.Tx) error {
+		c := tx.Bucket(dedupBucket).Cursor()
+		k, v := c.Seek(from)
+		for scanned := 0; k != nil; k, v = c.Next() {
+			if len(expired) == chunk || scanned == sweepScanLimit {
+				next = bytes.Clone(k)
 				break
 			}
-			done = append(done, bytes.Clone(k))
+			scanned++
+			if len(v) == 8 && int64(binary.BigEndian.Uint64(v)) <= now {
+				expired = append(expired, bytes.Clone(k))
+			}
 		}
-		for _, k := range done {
-			// The index entry may have been renewed by a later enqueue; only an entry still
-			// pointing at this expiry goes.
-			if v := index.Get(k[8:]); bytes.Equal(v, k[:8]) {
-				if err := index.Delete(k[8:]); err != nil {
+		return nil
+	})
+	if err != nil || len(expired) == 0 {
+		return next, 0, err
+	}
+	var n int
+	err = q.submit(ctx, &op{apply: func(tx *bbolt.Tx) error {
+		n = 0
+		index := tx.Bucket(dedupBucket)
+		for _, k := range expired {
+			// An enqueue may have renewed the entry since the scan.
+			if v := index.Get(k); len(v) == 8 && int64(binary.BigEndian.Uint64(v)) <= now {
+				if err := index.Delete(k); err != nil {
 					return err
 				}
+				n++
 			}
-			if err := expiries.Delete(k); err != nil {
-				return err
-			}
-			n++
 		}
 		return nil
 	}}, false)
-	return n, err
+	return next, n, err
 }
 
 func (q *Bolt) sweepLoop(every time.Duration) {

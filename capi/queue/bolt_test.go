@@ -153,8 +153,11 @@ func TestSweepDeletesOnlyExpiredDedupEntries(t *testing.T) {
 		t.Fatal(err)
 	}
 	clock.Advance(24*time.Hour + time.Second)
-	if n, err := q.SweepDedup(ctx, 0); err != nil || n != 5 {
-		t.Fatalf("SweepDedup = %d, %v; want the 5 expired entries", n, err)
+	if n, err := q.SweepDedup(ctx, 2); err != nil || n != 2 {
+		t.Fatalf("SweepDedup(limit 2) = %d, %v; want 2", n, err)
+	}
+	if n, err := q.SweepDedup(ctx, 0); err != nil || n != 3 {
+		t.Fatalf("SweepDedup = %d, %v; want the 3 expired entries left", n, err)
 	}
 	if n, err := q.SweepDedup(ctx, 0); err != nil || n != 0 {
 		t.Fatalf("second SweepDedup = %d, %v; want 0", n, err)
