@@ -18,6 +18,11 @@ import (
 // A number is never guessed: one that libphonenumber does not consider valid is ErrInvalidPhone,
 // and one without a country code when country is unknown is ErrNoPhoneCountry. An empty input
 // gives "" and no error.
+//
+// Numbers typed the usual way (digits, an optional leading "+", spaces, dashes, dots, slashes,
+// parentheses) are read by a fast path over libphonenumber's metadata (phonefast.go) that gives
+// the same answers as its parser in a fraction of the time; everything else goes to
+// phonenumbers.Parse.
 func NormalizePhone(s, country string) (string, error) {
 	if len(s) > maxInputLen {
 		return "", ErrTooLong
@@ -26,10 +31,44 @@ func NormalizePhone(s, country string) (string, error) {
 	if s == "" {
 		return "", nil
 	}
-	region := strings.ToUpper(country)
-	if len(region) != 2 || phonenumbers.GetCountryCodeForRegion(region) == 0 {
-		region = "ZZ"
+	region := phoneRegion(country)
+	if e164, err, ok := normalizePhoneFast(s, region); ok {
+		return e164, err
 	}
+	return normalizePhoneFull(s, region)
+}
+
+// phoneRegion returns the upper-case region code libphonenumber reads a number in: the
+// customer's country, "ZZ" when it is unknown to libphonenumber.
+func phoneRegion(country string) string {
+	if len(country) != 2 {
+		return "ZZ"
+	}
+	if region, ok := phoneRegions()[country]; ok {
+		return region
+	}
+	region := strings.ToUpper(country)
+	if phonenumbers.GetCountryCodeForRegion(region) == 0 {
+		return "ZZ"
+	}
+	return region
+}
+
+// phoneRegions maps libphonenumber's region codes, upper- and lower-case, to themselves, so
+// phoneRegion does not allocate an upper-case copy of the usual lower-case country.
+var phoneRegions = sync.OnceValue(func() map[string]string {
+	m := make(map[string]string, 2*len(phonenumbers.GetSupportedRegions()))
+	for region := range phonenumbers.GetSupportedRegions() {
+		if phonenumbers.GetCountryCodeForRegion(region) != 0 {
+			m[region], m[strings.ToLower(region)] = region, region
+		}
+	}
+	return m
+})
+
+// normalizePhoneFull is NormalizePhone by phonenumbers' parser and validation alone, for input
+// the fast path (phonefast.go) leaves to it; tests hold the fast path to its answers.
+func normalizePhoneFull(s, region string) (string, error) {
 	num, err := phonenumbers.Parse(s, region)
 	if err != nil {
 		if errors.Is(err, phonenumbers.ErrInvalidCountryCode) && region == "ZZ" {
@@ -76,10 +115,11 @@ func isE164(s string) bool {
 	return true
 }
 
-// PhoneCache remembers the outcome of normalizing and hashing recent phone numbers. libphonenumber's
-// parsing and validation cost tens of microseconds (regular expressions over its metadata), far more
-// than everything else in Normalize together, and the same customer's number comes back with every
-// form post, webhook and postback of an order. The cache holds no plaintext: it is keyed by a
+// PhoneCache remembers the outcome of normalizing and hashing recent phone numbers. A number in a
+// common shape costs about a microsecond to parse, validate and hash, but one that needs
+// libphonenumber's full parser (letters, extensions, an international prefix such as "00") costs
+// tens of microseconds, and the same customer's number comes back with every form post, webhook
+// and postback of an order. The cache holds no plaintext: it is keyed by a
 // SHA-256 of country and input and keeps only the hashes each platform receives.
 //
 // A PhoneCache is safe for concurrent use. Pass one in Options.Phones; its owner decides its
