@@ -47,8 +47,9 @@ type Caddy struct {
 	Dir     string
 	DataDir string
 
-	ports map[string]int
-	admin int
+	site  int            // the main site's port, fixed at Start
+	admin int            // the admin endpoint's port
+	ports map[string]int // further named ports, guarded by mu
 
 	mu         sync.Mutex
 	caddyfile  string // the rendered Caddyfile in use
@@ -142,7 +143,7 @@ func Start(t testing.TB, caddyfile string, opts ...Option) *Caddy {
 			t.Fatalf("harness: %v", err)
 		}
 	}
-	c.ports[""] = FreePort(t)
+	c.site = FreePort(t)
 	c.admin = FreePort(t)
 	c.ports["https"] = FreePort(t)
 
@@ -181,7 +182,7 @@ func (c *Caddy) render(caddyfile string) (string, error) {
 	if err := tmpl.Execute(&b, Template{
 		Site: c.URL(""),
 		Addr: c.Addr(),
-		Port: c.ports[""],
+		Port: c.site,
 		Dir:  c.Dir,
 		Repo: RepoRoot(c.t),
 		Vars: c.opts.vars,
@@ -189,7 +190,7 @@ func (c *Caddy) render(caddyfile string) (string, error) {
 		return "", fmt.Errorf("render Caddyfile template: %w", err)
 	}
 	global := fmt.Sprintf("\tadmin 127.0.0.1:%d\n\tstorage file_system %s\n\thttp_port %d\n\thttps_port %d\n\tskip_install_trust\n\tpersist_config off\n\tgrace_period 2s\n",
-		c.admin, quote(filepath.Join(c.DataDir, "storage")), c.ports[""], c.ports["https"])
+		c.admin, quote(filepath.Join(c.DataDir, "storage")), c.site, c.Port("https"))
 	return withGlobalOptions(b.String(), global), nil
 }
 
@@ -432,6 +433,9 @@ func (c *Caddy) Reload(caddyfile string) error {
 // Port returns the loopback port allocated under name: "" is the main site, "https" the HTTPS
 // port, any other name is allocated on first use (the same as {{port "name"}} in the template).
 func (c *Caddy) Port(name string) int {
+	if name == "" {
+		return c.site
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	p, ok := c.ports[name]
@@ -443,7 +447,7 @@ func (c *Caddy) Port(name string) int {
 }
 
 // Addr is 127.0.0.1:<port> of the main site.
-func (c *Caddy) Addr() string { return "127.0.0.1:" + strconv.Itoa(c.ports[""]) }
+func (c *Caddy) Addr() string { return "127.0.0.1:" + strconv.Itoa(c.site) }
 
 // URL is the main site's URL for path ("/thank-you?order=1").
 func (c *Caddy) URL(path string) string { return "http://" + c.Addr() + path }
