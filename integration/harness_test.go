@@ -71,6 +71,9 @@ func TestHarnessReloadsRestartsAndSurvivesKill9(t *testing.T) {
 		t.Fatalf("first config answers %q", body)
 	}
 	c.WaitLog(`"serving initial configuration"`, 5*time.Second)
+	if !slices.ContainsFunc(c.LogEntries(), func(e map[string]any) bool { return e["msg"] == "serving initial configuration" }) {
+		t.Errorf("LogEntries lacks the startup message")
+	}
 
 	if err := c.Reload(strings.Replace(respondConfig, "{{.Vars.gen}}", "two", 1)); err != nil {
 		t.Fatalf("reload: %v", err)

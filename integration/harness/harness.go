@@ -10,6 +10,7 @@ package harness
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -463,6 +464,22 @@ func (c *Caddy) Path(name string) string { return filepath.Join(c.Dir, name) }
 
 // Log returns everything the process (and its earlier incarnations) wrote to stdout and stderr.
 func (c *Caddy) Log() string { return c.log.String() }
+
+// LogEntries returns the log's JSON entries (Caddy logs JSON when its output is not a terminal),
+// skipping the harness's own lines and anything else that is not a JSON object.
+func (c *Caddy) LogEntries() []map[string]any {
+	var entries []map[string]any
+	for _, line := range strings.Split(c.Log(), "\n") {
+		if !strings.HasPrefix(line, "{") {
+			continue
+		}
+		var e map[string]any
+		if json.Unmarshal([]byte(line), &e) == nil {
+			entries = append(entries, e)
+		}
+	}
+	return entries
+}
 
 // WaitLog waits until the log contains substr and fails the test (showing the log) if it does not
 // within timeout.
