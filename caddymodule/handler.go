@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -10,6 +11,8 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
+
+	"github.com/caddy-capi/caddy-capi/capi/inject"
 )
 
 func init() {
@@ -26,9 +29,9 @@ func init() {
 // ------------|-------------
 // `{capi.visitor_id}` | the visitor ID (the `_capi_vid` cookie)
 // `{capi.event_id}` | the event ID of this page or conversion
-// `{capi.fbclid}` | the Meta click ID of this request
-// `{capi.gclid}` | the Google click ID of this request
-// `{capi.ttclid}` | the TikTok click ID of this request
+// `{capi.fbclid}` | the Meta click ID in force: this request's, else the visitor's cookie's
+// `{capi.gclid}` | the Google click ID in force
+// `{capi.ttclid}` | the TikTok click ID in force
 type Handler struct {
 	// Pixels lists the platforms whose browser tags are injected into HTML pages: meta, tiktok,
 	// google. Default: every platform configured in the capi app.
@@ -66,6 +69,13 @@ type Handler struct {
 	app           *App
 	logger        *zap.Logger
 	consentCookie *regexp.Regexp
+
+	// edge is the request pipeline built from this config (edge.go).
+	edge *edge
+	// writerKey names the background writer this handler holds a reference on; writerAcquired
+	// says that it does, so Cleanup releases it exactly once, also after a failed Provision.
+	writerKey      string
+	writerAcquired bool
 }
 
 // Conversion fires an event when a request matches.
@@ -164,8 +174,21 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		}
 	}
 
+	registerEdgeMetrics(ctx.GetMetricsRegistry(), h.logger)
+	h.writerKey = h.app.storageKey
+	writer, _, err := edgeWriters.LoadOrNew(h.writerKey, func() (caddy.Destructor, error) {
+		return newBackgroundWriter(h.logger), nil
+	})
+	if err != nil {
+		return fmt.Errorf("capi: starting the visitor writer: %v", err)
+	}
+	h.writerAcquired = true
+	if h.edge, err = newEdge(ctx, h, writer.(*backgroundWriter)); err != nil {
+		return err
+	}
+
 	if inactive := h.inactiveFeatures(); len(inactive) > 0 {
-		h.logger.Warn("configured features are not active in this build yet; requests pass through unchanged",
+		h.logger.Warn("configured features are not active in this build yet; their requests pass through unchanged",
 			zap.Strings("features", inactive))
 	}
 	return nil
@@ -179,13 +202,66 @@ func (h *Handler) Validate() error {
 	return nil
 }
 
-// ServeHTTP sets the capi placeholders that the request itself carries and passes the request on.
-// It works before the capi app has started: the http app may serve before it.
-func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
-		setPlaceholders(repl, r)
+// Cleanup releases this handler's reference on the background writer of its storage.
+func (h *Handler) Cleanup() error {
+	if !h.writerAcquired {
+		return nil
 	}
-	return next.ServeHTTP(w, r)
+	h.writerAcquired = false
+	if _, err := edgeWriters.Delete(h.writerKey); err != nil {
+		return fmt.Errorf("capi: releasing the visitor writer of %s: %v", h.writerKey, err)
+	}
+	return nil
+}
+
+// ServeHTTP runs the edge (DESIGN §3–§5, §9): consent, the visitor's identity and cookies, then
+// the site's endpoints (collect, link), form capture, and the request on to the upstream with its
+// conversions decided and the page's tags injected. It works before the capi app has started (the
+// http app may serve first): storage access waits a few seconds for it to open.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	if !ok {
+		repl = caddy.NewReplacer()
+		r = r.WithContext(context.WithValue(r.Context(), caddy.ReplacerCtxKey, repl))
+	}
+	e := h.edge
+	if e == nil || e.postbacks[r.URL.Path] {
+		// Postback routes are answered by their receivers, untouched by the edge.
+		setPlaceholders(repl, r)
+		return next.ServeHTTP(w, r)
+	}
+	linkTarget, isLink := e.links[r.URL.Path]
+	consent, ok := e.consentOf(r)
+	if !ok {
+		// An opt-in site without consent: no cookies, tags or events; links still lead on.
+		if isLink {
+			return e.serveLink(w, r, repl, nil, linkTarget)
+		}
+		return next.ServeHTTP(w, r)
+	}
+
+	prepared := inject.PrepareRequest(r)
+	navigation := prepared != r
+	isCollect := e.collect != "" && r.URL.Path == e.collect
+	capturing := r.Method == http.MethodPost && e.capture != nil && e.capture.Match(r)
+	rules := e.matchConversions(r)
+	if !e.wantsIdentity(r, navigation, isLink || isCollect, capturing, rules) {
+		setPlaceholders(repl, r)
+		return next.ServeHTTP(w, r)
+	}
+
+	v := e.identify(w, r, repl, consent)
+	switch {
+	case isCollect:
+		return e.serveCollect(w, r, v)
+	case isLink:
+		return e.serveLink(w, r, repl, v, linkTarget)
+	}
+	if capturing {
+		e.captureForm(r, v)
+		prepared.Body = r.Body
+	}
+	return e.serve(w, prepared, next, repl, v, navigation, rules)
 }
 
 // visitorCookie is the cookie that carries the visitor ID.
@@ -385,12 +461,6 @@ func (h *Handler) inactiveFeatures() []string {
 			f = append(f, name)
 		}
 	}
-	add(true, "cookies and pixel injection")
-	add(h.PageView == "server", "page_view server")
-	add(len(h.Conversions) > 0, "conversion")
-	add(len(h.Capture) > 0, "capture")
-	add(h.Collect != "", "collect")
-	add(len(h.Links) > 0, "link")
 	add(len(h.Postbacks) > 0, "postback")
 	return f
 }
@@ -430,5 +500,6 @@ func appBlock(pixel string) string {
 var (
 	_ caddy.Provisioner           = (*Handler)(nil)
 	_ caddy.Validator             = (*Handler)(nil)
+	_ caddy.CleanerUpper          = (*Handler)(nil)
 	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
 )
