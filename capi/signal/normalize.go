@@ -1,6 +1,9 @@
 package signal
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+	"strings"
 	"time"
 
 	"github.com/caddy-capi/caddy-capi/capi/event"
@@ -59,12 +62,15 @@ func Normalize(c Customer, opt Options) (Profiles, []Drop) {
 	} else {
 		n.now = time.Now()
 	}
+	n.hashes.Grow(sha256.Size * 2 * hashesNeeded(&c, opt.Phones == nil))
 	n.country(c.Country)
 	n.emails(c.Emails)
 	n.phones(c.Phones)
-	n.names(c.FirstName, c.LastName)
+	n.name("first_name", c.FirstName, &n.p.Meta.FirstName, &n.p.TikTok.FirstName, &n.p.Google.FirstName)
+	n.name("last_name", c.LastName, &n.p.Meta.LastName, &n.p.TikTok.LastName, &n.p.Google.LastName)
+	now := n.now
 	n.metaOnly("date_of_birth", c.DateOfBirth, &n.p.Meta.DateOfBirth, func(s string) (string, error) {
-		return NormalizeDateOfBirth(s, n.now)
+		return NormalizeDateOfBirth(s, now)
 	})
 	n.metaOnly("gender", c.Gender, &n.p.Meta.Gender, NormalizeGender)
 	n.street(c.Street)
@@ -82,6 +88,68 @@ type normalizer struct {
 	geo   string // cc, else the default country: the country phones and regions are read in
 	p     Profiles
 	drops []Drop
+	// hashes holds the hex digests of one customer back to back: each hash is a slice of it, so
+	// a customer's dozen hashes cost one allocation instead of one each. A strings.Builder only
+	// appends, so a string taken from it never changes.
+	hashes strings.Builder
+}
+
+// hashesNeeded bounds how many hashes Normalize computes for c (beyond the precomputed ones of
+// country and state codes and genders), to size normalizer.hashes once.
+func hashesNeeded(c *Customer, hashPhones bool) int {
+	k := 2 * min(len(c.Emails), maxValues)
+	if hashPhones {
+		k += 2 * min(len(c.Phones), maxValues)
+	}
+	for _, v := range [...]string{c.FirstName, c.LastName} {
+		if v != "" {
+			k += 2
+		}
+	}
+	for _, v := range [...]string{c.DateOfBirth, c.Street, c.City, c.State, c.Zip, c.Country} {
+		if v != "" {
+			k++
+		}
+	}
+	return k
+}
+
+// hash is Hash, into n.hashes.
+func (n *normalizer) hash(normalized string) string {
+	sum := sha256.Sum256([]byte(normalized))
+	var out [sha256.Size * 2]byte
+	hex.Encode(out[:], sum[:])
+	start := n.hashes.Len()
+	n.hashes.Write(out[:])
+	return n.hashes.String()[start:]
+}
+
+// hashCode returns the precomputed hash of a country or state code or gender, else n.hash(v).
+func (n *normalizer) hashCode(v string) string {
+	if h, ok := codeHashes()[v]; ok {
+		return h
+	}
+	return n.hash(v)
+}
+
+// lists gives each platform's list of a field (emails or phones) room for k values in one
+// allocation. Each list is capped at its own part, so appending past k reallocates it rather than
+// overwriting the next list.
+func lists(k int, meta, tiktok, google *[]string) {
+	if k == 0 {
+		return
+	}
+	backing := make([]string, 3*k)
+	*meta, *tiktok, *google = backing[0:0:k], backing[k:k:2*k], backing[2*k:2*k:3*k]
+}
+
+// nilIfEmpty keeps a list that got no value nil, as it was before lists made room for it.
+func nilIfEmpty(lists ...*[]string) {
+	for _, l := range lists {
+		if len(*l) == 0 {
+			*l = nil
+		}
+	}
 }
 
 // prepared runs prepare and then a normalizer written for prepared values.
@@ -119,7 +187,7 @@ func (n *normalizer) country(raw string) {
 
 func (n *normalizer) setCountry(cc string) {
 	if cc != "" {
-		n.p.Meta.Country = hashCode(cc)
+		n.p.Meta.Country = n.hashCode(cc)
 		n.p.TikTok.Country = cc
 		n.p.Google.Country = GoogleCountry(cc)
 	}
@@ -139,6 +207,14 @@ func (n *normalizer) defaultCountry() {
 }
 
 func (n *normalizer) emails(emails []string) {
+	k := 0
+	for _, raw := range emails {
+		if raw != "" {
+			k++
+		}
+	}
+	lists(min(k, maxValues), &n.p.Meta.Emails, &n.p.TikTok.Emails, &n.p.Google.Emails)
+	defer nilIfEmpty(&n.p.Meta.Emails, &n.p.TikTok.Emails, &n.p.Google.Emails)
 	for _, raw := range emails {
 		if raw == "" {
 			continue
@@ -162,7 +238,7 @@ func (n *normalizer) emails(emails []string) {
 		if e == "" {
 			continue
 		}
-		h := Hash(e)
+		h := n.hash(e)
 		n.p.Meta.Emails = appendUnique(n.p.Meta.Emails, h)
 		n.p.TikTok.Emails = appendUnique(n.p.TikTok.Emails, h)
 		g, err := NormalizeGoogleEmail(e)
@@ -173,13 +249,21 @@ func (n *normalizer) emails(emails []string) {
 			continue
 		}
 		if g != e {
-			h = Hash(g)
+			h = n.hash(g)
 		}
 		n.p.Google.Emails = appendUnique(n.p.Google.Emails, h)
 	}
 }
 
 func (n *normalizer) phones(phones []string) {
+	k := 0
+	for _, raw := range phones {
+		if trimSpace(raw) != "" {
+			k++
+		}
+	}
+	lists(min(k, maxValues), &n.p.Meta.Phones, &n.p.TikTok.Phones, &n.p.Google.Phones)
+	defer nilIfEmpty(&n.p.Meta.Phones, &n.p.TikTok.Phones, &n.p.Google.Phones)
 	for _, raw := range phones {
 		if trimSpace(raw) == "" {
 			continue
@@ -196,7 +280,12 @@ func (n *normalizer) phones(phones []string) {
 			n.p.Google.Phones = appendUnique(n.p.Google.Phones, h)
 			continue
 		}
-		h := n.opt.Phones.hashes(raw, n.geo)
+		var h phoneHashes
+		if n.opt.Phones != nil {
+			h = n.opt.Phones.hashes(raw, n.geo)
+		} else {
+			h = n.phoneHashes(raw)
+		}
 		if h.err != nil {
 			n.drop("phone", h.err)
 			continue
@@ -207,42 +296,36 @@ func (n *normalizer) phones(phones []string) {
 	}
 }
 
-func (n *normalizer) names(first, last string) {
-	for _, f := range []struct {
-		field, raw           string
-		meta, tiktok, google *string
-	}{
-		{"first_name", first, &n.p.Meta.FirstName, &n.p.TikTok.FirstName, &n.p.Google.FirstName},
-		{"last_name", last, &n.p.Meta.LastName, &n.p.TikTok.LastName, &n.p.Google.LastName},
-	} {
-		if f.raw == "" {
-			continue
+// name handles a first or last name, which every platform receives hashed (Google with its own
+// normalization).
+func (n *normalizer) name(field, raw string, meta, tiktok, google *string) {
+	if raw == "" {
+		return
+	}
+	if IsHashed(raw) {
+		h := normalizeHashed(raw)
+		*meta, *tiktok, *google = h, h, h
+		return
+	}
+	prep, err := prepare(raw)
+	if err == nil && prep == "" {
+		return
+	}
+	var v string
+	if err == nil {
+		v, err = normalizeNamePrepared(prep)
+	}
+	if err != nil {
+		n.drop(field, err)
+		return
+	}
+	h := n.hash(v)
+	*meta, *tiktok = h, h
+	if g, err := normalizeGoogleNamePrepared(prep); err == nil {
+		if g != v {
+			h = n.hash(g)
 		}
-		if IsHashed(f.raw) {
-			h := normalizeHashed(f.raw)
-			*f.meta, *f.tiktok, *f.google = h, h, h
-			continue
-		}
-		prep, err := prepare(f.raw)
-		if err == nil && prep == "" {
-			continue
-		}
-		var v string
-		if err == nil {
-			v, err = normalizeNamePrepared(prep)
-		}
-		if err != nil {
-			n.drop(f.field, err)
-			continue
-		}
-		h := Hash(v)
-		*f.meta, *f.tiktok = h, h
-		if g, err := normalizeGoogleNamePrepared(prep); err == nil {
-			if g != v {
-				h = Hash(g)
-			}
-			*f.google = h
-		}
+		*google = h
 	}
 }
 
@@ -261,7 +344,7 @@ func (n *normalizer) metaOnly(field, raw string, dst *string, normalize func(str
 		return
 	}
 	if v != "" {
-		*dst = hashCode(v)
+		*dst = n.hashCode(v)
 	}
 }
 
@@ -279,7 +362,7 @@ func (n *normalizer) street(raw string) {
 		return
 	}
 	if v != "" {
-		n.p.Google.Street = Hash(v)
+		n.p.Google.Street = n.hash(v)
 	}
 }
 
@@ -304,7 +387,7 @@ func (n *normalizer) city(raw string) {
 		n.drop("city", err)
 		return
 	}
-	n.p.Meta.City = Hash(v)
+	n.p.Meta.City = n.hash(v)
 	n.p.TikTok.City = v
 	n.p.Google.City, _ = normalizeGoogleCityPrepared(prep)
 }
@@ -330,7 +413,7 @@ func (n *normalizer) state(raw string) {
 		n.drop("state", err)
 		return
 	}
-	n.p.Meta.State = hashCode(v)
+	n.p.Meta.State = n.hashCode(v)
 	n.p.TikTok.State = v
 	n.p.Google.State, _ = normalizeGoogleRegionPrepared(prep, n.geo)
 }
@@ -353,7 +436,7 @@ func (n *normalizer) zip(raw string) {
 	if v == "" {
 		return
 	}
-	h := Hash(v)
+	h := n.hash(v)
 	n.p.Meta.Zip, n.p.TikTok.Zip = h, h
 	n.p.Google.Zip, _ = NormalizeGoogleZip(raw, n.geo)
 }

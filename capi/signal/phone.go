@@ -171,6 +171,17 @@ func (c *PhoneCache) hashes(raw, country string) phoneHashes {
 	return h
 }
 
+// phoneHashes normalizes and hashes a phone for all platforms without a cache, into n.hashes.
+func (n *normalizer) phoneHashes(raw string) phoneHashes {
+	e164, err := NormalizePhone(raw, n.geo)
+	if err != nil || e164 == "" {
+		return phoneHashes{err: err}
+	}
+	return phoneHashes{meta: n.hash(MetaPhone(e164)), e164: n.hash(e164)}
+}
+
+// computePhoneHashes is phoneHashes for the cache, whose entries must not hold on to a customer's
+// other hashes.
 func computePhoneHashes(raw, country string) phoneHashes {
 	e164, err := NormalizePhone(raw, country)
 	if err != nil || e164 == "" {

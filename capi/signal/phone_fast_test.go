@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/nyaruka/phonenumbers"
@@ -213,6 +214,34 @@ func TestDigitPatternsMatchLikeRegexp(t *testing.T) {
 	for _, cc := range slices.Sorted(maps.Keys(idx.nonGeo)) {
 		check("+"+strconv.Itoa(cc), idx.nonGeo[cc].get())
 	}
+}
+
+// TestNormalizePhoneConcurrently reads numbers of every region from several goroutines while the
+// regions' automata are still being built (run it alone, with -race, to see the building).
+func TestNormalizePhoneConcurrently(t *testing.T) {
+	nums, regions := exampleNumbers()
+	type reading struct{ in, region, want string }
+	var readings []reading
+	for i, n := range nums {
+		if regions[i] == "001" || i%3 != 0 {
+			continue
+		}
+		in := phonenumbers.Format(n, phonenumbers.NATIONAL)
+		want, _ := normalizePhoneFull(in, regions[i])
+		readings = append(readings, reading{in, regions[i], want})
+	}
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Go(func() {
+			for j := range readings {
+				r := readings[(j+g*len(readings)/4)%len(readings)]
+				if got, _ := NormalizePhone(r.in, r.region); got != r.want {
+					t.Errorf("NormalizePhone(%q, %s) = %q; want %q", r.in, r.region, got, r.want)
+				}
+			}
+		})
+	}
+	wg.Wait()
 }
 
 func FuzzPhoneFastPath(f *testing.F) {

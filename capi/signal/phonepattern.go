@@ -31,9 +31,10 @@ type digitPatterns struct {
 	start  *digitState
 }
 
-// maxDigitStates bounds the states one digitPatterns keeps (a few hundred bytes each). Real
-// traffic visits a small part of any region's automaton; hostile input cannot make it grow past
-// this.
+// maxDigitStates bounds the states one digitPatterns keeps (a few hundred bytes each). With
+// phonenumbers v1.8.1's metadata the complete automata of all 254 regions and non-geographic
+// entities together have about 26,000 states (at most ~500 for one region), so the bound only
+// guards against future metadata that would not compile to a small automaton.
 const maxDigitStates = 1 << 14
 
 // digitState is one DFA state: the set of NFA threads (pattern index and program counter) alive
