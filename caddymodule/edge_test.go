@@ -61,7 +61,7 @@ type enqueued struct {
 
 // testSite is one site behind the handler, with a browser's cookie jar.
 type testSite struct {
-	t    *testing.T
+	t    testing.TB
 	h    *Handler
 	app  *App
 	jar  map[string]string
@@ -74,7 +74,7 @@ type testSite struct {
 	gotRepl  map[string]string
 }
 
-func newTestSite(t *testing.T, site string, configureApp func(map[string]any)) *testSite {
+func newTestSite(t testing.TB, site string, configureApp func(map[string]any)) *testSite {
 	t.Helper()
 	dir := t.TempDir()
 	t.Setenv("XDG_DATA_HOME", dir)
