@@ -32,10 +32,11 @@ func NormalizePhone(s, country string) (string, error) {
 		return "", nil
 	}
 	region := phoneRegion(country)
-	if e164, err, ok := normalizePhoneFast(s, region); ok {
-		return e164, err
+	e164, err := normalizePhoneFast(s, region)
+	if err == errNeedsFullParse {
+		return normalizePhoneFull(s, region)
 	}
-	return normalizePhoneFull(s, region)
+	return e164, err
 }
 
 // phoneRegion returns the upper-case region code libphonenumber reads a number in: the

@@ -1,6 +1,7 @@
 package signal
 
 import (
+	"errors"
 	"regexp"
 	"strconv"
 	"strings"
@@ -17,7 +18,7 @@ import (
 // libphonenumber's own metadata and in its order; its validity decision is its metadata patterns,
 // run by digitPatterns. Anything else — letters, extensions, "00" and other international
 // prefixes, a "+" not followed by a known calling code, regions whose metadata uses features
-// not implemented here — is left to phonenumbers itself (ok false). The differential test and
+// not implemented here — is left to phonenumbers itself (errNeedsFullParse). The differential test and
 // fuzz target in phone_fast_test.go hold the two paths to the same answers.
 
 // Validity patterns of a phoneMetadata's digitPatterns, in getNumberTypeHelper's order.
@@ -141,8 +142,8 @@ func newPhoneMetadata(md *phonenumbers.PhoneMetadata) *phoneMetadata {
 			return nil
 		}
 		pm.nationalPrefix = re
-		if lit, complete := re.LiteralPrefix(); complete && re.NumSubexp() == 0 && isDigits(lit) && lit != "" {
-			pm.nationalPrefixLiteral = lit
+		if isDigits(npp) {
+			pm.nationalPrefixLiteral = npp
 		}
 	}
 	return pm
@@ -275,12 +276,15 @@ func (pm *phoneMetadata) stripNationalPrefix(number string) (string, bool) {
 	return transformed, true
 }
 
+// errNeedsFullParse is normalizePhoneFast's answer for input it leaves to phonenumbers.
+var errNeedsFullParse = errors.New("signal: phone number needs phonenumbers' parser")
+
 // normalizePhoneFast is NormalizePhone's parse and validation for common shapes of input (s is
-// trimmed, region upper-case or "ZZ"). ok is false when the input is not one of them, or when
-// the answer needs phonenumbers for another reason; the caller then asks phonenumbers.
-func normalizePhoneFast(s, region string) (e164 string, err error, ok bool) {
+// trimmed, region upper-case or "ZZ"). It returns errNeedsFullParse when the input is not one of
+// them, or when the answer needs phonenumbers for another reason.
+func normalizePhoneFast(s, region string) (e164 string, err error) {
 	if len(s) > 250 { // phonenumbers' MAX_INPUT_STRING_LENGTH
-		return "", nil, false
+		return "", errNeedsFullParse
 	}
 	var buf [250]byte
 	digits := buf[:0]
@@ -293,22 +297,22 @@ func normalizePhoneFast(s, region string) (e164 string, err error, ok bool) {
 			plus = true
 		case c == ' ' || c == '-' || c == '.' || c == '(' || c == ')' || c == '/':
 		default:
-			return "", nil, false
+			return "", errNeedsFullParse
 		}
 	}
 	if len(digits) < 3 {
-		// Two digits alone are a different grammar in phonenumbers (a short number).
-		return "", nil, false
+		// phonenumbers reads two digits alone as a short number, and fewer as none.
+		return "", errNeedsFullParse
 	}
 	d := string(digits)
 	idx := phoneMetadataIndex()
 	var home *phoneMetadata // the default region's metadata
 	if region != "ZZ" {
 		if home = idx.forRegion(region); home == nil {
-			return "", nil, false
+			return "", errNeedsFullParse
 		}
 	} else if !plus {
-		return "", ErrNoPhoneCountry, true
+		return "", ErrNoPhoneCountry
 	}
 
 	var cc int
@@ -316,7 +320,7 @@ func normalizePhoneFast(s, region string) (e164 string, err error, ok bool) {
 	var meta *phoneMetadata // metadata the national number is read with
 	if plus {
 		if d[0] == '0' {
-			return "", nil, false
+			return "", errNeedsFullParse
 		}
 		for i := 1; i <= 3; i++ {
 			c, _ := strconv.Atoi(d[:i])
@@ -326,12 +330,12 @@ func normalizePhoneFast(s, region string) (e164 string, err error, ok bool) {
 			}
 		}
 		if cc == 0 {
-			return "", nil, false
+			return "", errNeedsFullParse
 		}
 	} else {
-		m, ok := home.match(d)
-		if !ok || m&(1<<patIDD) != 0 {
-			return "", nil, false
+		whole, ok := home.match(d)
+		if !ok || whole&(1<<patIDD) != 0 {
+			return "", errNeedsFullParse
 		}
 		if strings.HasPrefix(d, home.ccDigits) {
 			// Maybe the default region's calling code written without "+": libphonenumber takes
@@ -339,13 +343,13 @@ func normalizePhoneFast(s, region string) (e164 string, err error, ok bool) {
 			// when the number is too long otherwise.
 			potential, ok := home.stripNationalPrefix(d[len(home.ccDigits):])
 			if !ok {
-				return "", nil, false
+				return "", errNeedsFullParse
 			}
-			pm, ok := home.match(potential)
+			rest, ok := home.match(potential)
 			if !ok {
-				return "", nil, false
+				return "", errNeedsFullParse
 			}
-			fullValid, nationalValid := m&(1<<patGeneral) != 0, pm&(1<<patGeneral) != 0
+			fullValid, nationalValid := whole&(1<<patGeneral) != 0, rest&(1<<patGeneral) != 0
 			if (!fullValid && nationalValid) || home.lengthResult(len(d)) == phonenumbers.TOO_LONG {
 				cc, national = home.countryCode, potential
 			}
@@ -358,15 +362,15 @@ func normalizePhoneFast(s, region string) (e164 string, err error, ok bool) {
 		if main := phonenumbers.GetRegionCodeForCountryCode(cc); main == region {
 			meta = home
 		} else if meta = idx.forRegionOrCallingCode(cc, main); meta == nil {
-			return "", nil, false
+			return "", errNeedsFullParse
 		}
 	}
 	if len(national) < 2 {
-		return "", ErrInvalidPhone, true
+		return "", ErrInvalidPhone
 	}
 	stripped, ok := meta.stripNationalPrefix(national)
 	if !ok {
-		return "", nil, false
+		return "", errNeedsFullParse
 	}
 	switch meta.lengthResult(len(stripped)) {
 	case phonenumbers.TOO_SHORT, phonenumbers.IS_POSSIBLE_LOCAL_ONLY, phonenumbers.INVALID_LENGTH:
@@ -374,21 +378,21 @@ func normalizePhoneFast(s, region string) (e164 string, err error, ok bool) {
 		national = stripped
 	}
 	if len(national) < 2 || len(national) > 17 {
-		return "", ErrInvalidPhone, true
+		return "", ErrInvalidPhone
 	}
 
 	valid, ok := validPhoneFast(idx, cc, national, region, home)
 	if !ok {
-		return "", nil, false
+		return "", errNeedsFullParse
 	}
 	if !valid {
-		return "", ErrInvalidPhone, true
+		return "", ErrInvalidPhone
 	}
 	e164 = "+" + strconv.Itoa(cc) + national
 	if !isE164(e164) {
-		return "", ErrInvalidPhone, true
+		return "", ErrInvalidPhone
 	}
-	return e164, nil, true
+	return e164, nil
 }
 
 // validPhoneFast is validPhone for a parsed number (calling code cc, national significant number
