@@ -159,7 +159,12 @@ func letterMarkOrDigit(r rune) bool {
 // spacesToSingle maps every kind of whitespace (and the punctuation that separates words) to a
 // plain space so keepRunes can collapse it; other runes pass unchanged.
 func spacesToSingle(s string) string {
-	if strings.IndexFunc(s, func(r rune) bool { return r != ' ' && unicode.IsSpace(r) }) < 0 {
+	if isASCII(s) {
+		// unicode.IsSpace's ASCII members, found without decoding runes.
+		if strings.IndexAny(s, "\t\n\v\f\r") < 0 {
+			return s
+		}
+	} else if strings.IndexFunc(s, func(r rune) bool { return r != ' ' && unicode.IsSpace(r) }) < 0 {
 		return s
 	}
 	return strings.Map(func(r rune) rune {
