@@ -740,12 +740,15 @@ func TestEdgeLinkRedirectsWithPlaceholders(t *testing.T) {
 	}
 }
 
-func TestEdgePostbackRoutesPassThrough(t *testing.T) {
-	s := newTestSite(t, `{"postbacks":[{"source":"generic","path":"/capi/pb","token":"0123456789abcdef"}]}`, nil)
-	s.upstream = func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusAccepted) }
-	res := s.do(http.MethodPost, "https://shop.example.com/capi/pb?gclid=x", strings.NewReader("a=1"), "Accept", "text/html")
-	if res.Code != http.StatusAccepted || len(res.Header().Values("Set-Cookie")) != 0 || string(s.gotBody) != "a=1" {
-		t.Fatalf("the postback route was touched: %d %v %q", res.Code, res.Header(), s.gotBody)
+func TestEdgeLeavesPostbackRoutesToTheirReceivers(t *testing.T) {
+	s := newTestSite(t, `{"postbacks":[{"source":"generic","path":"/capi/pb","token":"0123456789abcdef"}],
+		"conversions":[{"event":"Purchase","path":"/capi/*"}]}`, nil)
+	res := s.do(http.MethodPost, "https://shop.example.com/capi/pb?gclid=Cj0pb", strings.NewReader("a=1"), "Accept", "text/html")
+	if len(res.Header().Values("Set-Cookie")) != 0 {
+		t.Errorf("the edge set cookies on a postback route: %v", res.Header().Values("Set-Cookie"))
+	}
+	if len(s.events()) != 0 || snippetOf(t, res.Body.String()) != nil {
+		t.Error("the edge fired a conversion or injected tags on a postback route")
 	}
 }
 
