@@ -187,11 +187,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return err
 	}
 
-	if inactive := h.inactiveFeatures(); len(inactive) > 0 {
-		h.logger.Warn("configured features are not active in this build yet; their requests pass through unchanged",
-			zap.Strings("features", inactive))
-	}
-	return nil
+	return h.provisionPostbacks(ctx)
 }
 
 // Validate is a no-op beyond Provision's checks, which already refused every impossible value.
@@ -219,6 +215,9 @@ func (h *Handler) Cleanup() error {
 // conversions decided and the page's tags injected. It works before the capi app has started (the
 // http app may serve first): storage access waits a few seconds for it to open.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	if handled, err := h.servePostback(w, r); handled {
+		return err
+	}
 	repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	if !ok {
 		repl = caddy.NewReplacer()
@@ -451,18 +450,6 @@ func (p Postback) check(path string) error {
 		}
 	}
 	return nil
-}
-
-// inactiveFeatures names what this site configures that the handler does not act on yet.
-func (h *Handler) inactiveFeatures() []string {
-	var f []string
-	add := func(on bool, name string) {
-		if on {
-			f = append(f, name)
-		}
-	}
-	add(len(h.Postbacks) > 0, "postback")
-	return f
 }
 
 func isPixel(p string) bool { return p == "meta" || p == "tiktok" || p == "google" }
