@@ -578,7 +578,8 @@ func (p *page) complete(ctx context.Context, h http.Header, status int) {
 		})
 		added = true
 	}
-	if added {
+	// Without tags to inject there is no browser copy to carry.
+	if added && p.e.injects {
 		if len(p.carried) > maxCarried {
 			p.carried = p.carried[len(p.carried)-maxCarried:]
 		}
