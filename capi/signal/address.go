@@ -18,7 +18,7 @@ func NormalizeCity(s string) (string, error) {
 
 // normalizeCityPrepared is NormalizeCity after prepare.
 func normalizeCityPrepared(s string) (string, error) {
-	s = keepRunes(s, letterOrMark)
+	s = keepRunes(s, lettersOnly)
 	if !hasLetter(s) {
 		return "", ErrNoLetters
 	}
@@ -37,7 +37,7 @@ func NormalizeGoogleCity(s string) (string, error) {
 
 // normalizeGoogleCityPrepared is NormalizeGoogleCity after prepare.
 func normalizeGoogleCityPrepared(s string) (string, error) {
-	s = keepRunes(spacesToSingle(s), func(r rune) bool { return r == ' ' || letterOrMark(r) })
+	s = keepRunes(spacesToSingle(s), wordsOfLetters)
 	if !hasLetter(s) {
 		return "", ErrNoLetters
 	}
@@ -61,7 +61,7 @@ func normalizeStatePrepared(s, country string) (string, error) {
 	if code, ok := stateCode(s, country); ok {
 		return code, nil
 	}
-	s = keepRunes(s, letterOrMark)
+	s = keepRunes(s, lettersOnly)
 	if !hasLetter(s) {
 		return "", ErrNoLetters
 	}
@@ -108,7 +108,7 @@ func NormalizeStreet(s string) (string, error) {
 
 // normalizeStreetPrepared is NormalizeStreet after prepare.
 func normalizeStreetPrepared(s string) (string, error) {
-	s = keepRunes(spacesToSingle(s), func(r rune) bool { return r == ' ' || letterMarkOrDigit(r) })
+	s = keepRunes(spacesToSingle(s), wordsOfLettersAndDigits)
 	if s == "" {
 		return "", ErrNoLetters
 	}
@@ -125,7 +125,7 @@ func NormalizeZip(s, country string) (string, error) {
 	if err != nil || raw == "" {
 		return "", err
 	}
-	return strings.ToLower(strings.ReplaceAll(z, " ", "")), nil
+	return metaZip(z), nil
 }
 
 // NormalizeGoogleZip returns the postal code as Google receives it (plain, "postal_code"): upper
@@ -137,8 +137,13 @@ func NormalizeGoogleZip(s, country string) (string, error) {
 	if err != nil || raw == "" {
 		return "", err
 	}
-	return strings.ToUpper(z), nil
+	return googleZip(z), nil
 }
+
+// metaZip and googleZip turn zipCore's postal code into NormalizeZip's and NormalizeGoogleZip's
+// forms.
+func metaZip(z string) string   { return strings.ToLower(strings.ReplaceAll(z, " ", "")) }
+func googleZip(z string) string { return strings.ToUpper(z) }
 
 // zipCore trims a postal code to letters, digits and single spaces, and applies the US rule.
 func zipCore(s, country string) (raw, z string, err error) {
@@ -149,11 +154,9 @@ func zipCore(s, country string) (raw, z string, err error) {
 	if raw == "" {
 		return "", "", nil
 	}
-	z = keepRunes(spacesToSingle(raw), func(r rune) bool {
-		return r == ' ' || 'a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9'
-	})
+	z = keepRunes(spacesToSingle(raw), zipRunes)
 	if country == "us" || country == "US" || country == "" && isZipPlus4(raw) {
-		digits := keepRunes(z, func(r rune) bool { return '0' <= r && r <= '9' })
+		digits := keepRunes(z, asciiDigits)
 		if len(digits) < 5 || len(digits) != len(strings.ReplaceAll(z, " ", "")) {
 			return raw, "", ErrInvalidZip
 		}

@@ -22,7 +22,7 @@ func NormalizeName(s string) (string, error) {
 
 // normalizeNamePrepared is NormalizeName after prepare.
 func normalizeNamePrepared(s string) (string, error) {
-	s = keepRunes(s, letterMarkOrDigit)
+	s = keepRunes(s, lettersAndDigits)
 	if !hasLetter(s) {
 		return "", ErrNoLetters
 	}
@@ -43,7 +43,7 @@ func NormalizeGoogleName(s string) (string, error) {
 
 // normalizeGoogleNamePrepared is NormalizeGoogleName after prepare.
 func normalizeGoogleNamePrepared(s string) (string, error) {
-	s = keepRunes(spacesToSingle(s), func(r rune) bool { return r == ' ' || letterOrMark(r) })
+	s = keepRunes(spacesToSingle(s), wordsOfLetters)
 	if !hasLetter(s) {
 		return "", ErrNoLetters
 	}

@@ -428,17 +428,18 @@ func (n *normalizer) zip(raw string) {
 		n.drop("zip", ErrHashedNotPlain)
 		return
 	}
-	v, err := NormalizeZip(raw, n.geo)
+	// zipCore once for both forms, rather than NormalizeZip and NormalizeGoogleZip.
+	trimmed, z, err := zipCore(raw, n.geo)
 	if err != nil {
 		n.drop("zip", err)
 		return
 	}
-	if v == "" {
+	if trimmed == "" {
 		return
 	}
-	h := n.hash(v)
+	h := n.hash(metaZip(z))
 	n.p.Meta.Zip, n.p.TikTok.Zip = h, h
-	n.p.Google.Zip, _ = NormalizeGoogleZip(raw, n.geo)
+	n.p.Google.Zip = googleZip(z)
 }
 
 func appendUnique(list []string, v string) []string {

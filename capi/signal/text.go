@@ -80,17 +80,44 @@ func asciiLower(s string) string {
 	return s
 }
 
-// keepRunes returns s with only the runes keep accepts, re-composed to NFC because removing a rune
+// runeFilter is a set of runes for keepRunes. Its ASCII members are also in a table, so the
+// common ASCII value is filtered without a function call per byte.
+type runeFilter struct {
+	ascii [utf8.RuneSelf]bool
+	keep  func(rune) bool
+}
+
+func newRuneFilter(keep func(rune) bool) *runeFilter {
+	f := &runeFilter{keep: keep}
+	for r := range rune(utf8.RuneSelf) {
+		f.ascii[r] = keep(r)
+	}
+	return f
+}
+
+// The sets of runes the normalizers keep.
+var (
+	lettersOnly             = newRuneFilter(letterOrMark)
+	lettersAndDigits        = newRuneFilter(letterMarkOrDigit)
+	wordsOfLetters          = newRuneFilter(func(r rune) bool { return r == ' ' || letterOrMark(r) })
+	wordsOfLettersAndDigits = newRuneFilter(func(r rune) bool { return r == ' ' || letterMarkOrDigit(r) })
+	asciiDigits             = newRuneFilter(func(r rune) bool { return '0' <= r && r <= '9' })
+	zipRunes                = newRuneFilter(func(r rune) bool {
+		return r == ' ' || 'a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9'
+	})
+)
+
+// keepRunes returns s with only the runes of keep, re-composed to NFC because removing a rune
 // can bring a base letter and a combining mark together. Runs of kept spaces collapse to one space
 // and leading or trailing spaces are dropped, so callers that keep spaces get tidy words.
-func keepRunes(s string, keep func(rune) bool) string {
+func keepRunes(s string, keep *runeFilter) string {
 	if isASCII(s) {
 		// ASCII never needs re-composition; filter bytes without decoding runes, and return s
 		// itself when nothing goes (the common case) so no copy is made.
 		drop := len(s) > 0 && s[len(s)-1] == ' '
 		for i := 0; i < len(s) && !drop; i++ {
 			c := s[i]
-			drop = !keep(rune(c)) || c == ' ' && (i == 0 || s[i-1] == ' ')
+			drop = !keep.ascii[c] || c == ' ' && (i == 0 || s[i-1] == ' ')
 		}
 		if !drop {
 			return s
@@ -98,7 +125,7 @@ func keepRunes(s string, keep func(rune) bool) string {
 		b := make([]byte, 0, len(s))
 		for i := 0; i < len(s); i++ {
 			c := s[i]
-			if !keep(rune(c)) || c == ' ' && (len(b) == 0 || b[len(b)-1] == ' ') {
+			if !keep.ascii[c] || c == ' ' && (len(b) == 0 || b[len(b)-1] == ' ') {
 				continue
 			}
 			b = append(b, c)
@@ -114,7 +141,7 @@ func keepRunes(s string, keep func(rune) bool) string {
 	for _, r := range s {
 		// A combining mark belongs to the rune before it: it goes when that rune goes (the
 		// variation selector of a removed emoji), and stays with a kept letter.
-		if !keep(r) || unicode.IsMark(r) && !prevKept || isVariationSelector(r) {
+		if !keep.keep(r) || unicode.IsMark(r) && !prevKept || isVariationSelector(r) {
 			prevKept = false
 			continue
 		}
@@ -209,5 +236,5 @@ func foldKey(s string) string {
 	} else {
 		s = asciiLower(s)
 	}
-	return keepRunes(s, func(r rune) bool { return r != ' ' && letterOrMark(r) })
+	return keepRunes(s, lettersOnly)
 }
