@@ -2,11 +2,16 @@ package caddymodule
 
 import (
 	"fmt"
+	"net/http"
 	"path/filepath"
+	"sort"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
+
+	"github.com/caddy-capi/caddy-capi/capi/delivery"
 )
 
 func init() {
@@ -16,9 +21,10 @@ func init() {
 // App is the `capi` app: the platforms, storage and delivery settings shared by every site, set
 // with the `capi` global option. Sites use it through the `capi` handler.
 //
-// The storage (and, once attached, the queue and its workers) outlives config reloads: it lives in
-// a caddy.UsagePool keyed by the storage's identity, and a new config takes it over from the old
-// one without reopening the database.
+// The storage, with the queue and its delivery workers, outlives config reloads: it lives in a
+// caddy.UsagePool keyed by the storage's identity, and a new config takes it over from the old one
+// without reopening the database. Each config only swaps in its own platform senders and delivery
+// settings when it starts.
 type App struct {
 	// Storage says where visitors and the delivery queue are kept. Default: an embedded bbolt file
 	// at capi/capi.db under Caddy's data directory.
@@ -62,11 +68,21 @@ type App struct {
 	// previous is what Start replaced, put back by Stop if ours is still installed.
 	previous *resolvedConfig
 	started  bool
+	// installed is the delivery config (senders and settings) Start gave the engine, and
+	// previousDelivery the one it replaced.
+	installed, previousDelivery *delivery.Config
 
 	storageKey  string
 	storage     *sharedStorage
 	acquired    bool
 	lockTimeout time.Duration
+
+	// sinkKey is the sink file this config holds a reference on, empty when none.
+	sinkKey string
+
+	// holdDelivery makes Start install no senders, so that events stay queued where a test of the
+	// request path can look at them; tests of delivery leave it false.
+	holdDelivery bool
 }
 
 // DefaultVisitorTTL is how long visitors are kept when visitor_ttl is not set.
@@ -113,9 +129,23 @@ func (a *App) Provision(ctx caddy.Context) error {
 	a.storage = val.(*sharedStorage)
 	a.acquired = true
 
+	// Build the senders once without a client, so that `caddy validate` refuses what they refuse;
+	// Start builds the ones that send.
+	if _, err := resolved.newSenders(nil); err != nil {
+		return err
+	}
 	if resolved.sink != nil {
-		a.logger.Warn("events are recorded to the sink instead of being sent; the sink is not written yet in this build",
+		a.logger.Warn("events are recorded to the sink file instead of being sent to the platforms",
 			zap.String("sink", resolved.sink.Path))
+	}
+	if codes := resolved.testEventCodes(); len(codes) > 0 {
+		names := make([]string, 0, len(codes))
+		for name := range codes {
+			names = append(names, name)
+		}
+		sort.Strings(names)
+		a.logger.Warn("a test_event_code is configured: the platforms show these events as test events; never set it in production",
+			zap.Strings("platforms", names))
 	}
 	return nil
 }
@@ -129,44 +159,81 @@ func (a *App) Validate() error {
 	return nil
 }
 
-// Start opens the storage, if no earlier config already did, and installs this config's settings.
-// On a reload the new config's Start runs before the old config's Stop; the storage is shared
-// through the pool, so it is not opened twice.
+// Start opens the storage, if no earlier config already did, builds this config's platform
+// senders and installs them, with the delivery settings, into the storage's delivery engine in one
+// atomic swap. On a reload the new config's Start runs before the old config's Stop; the storage
+// is shared through the pool, so it is not opened twice, and the engine's workers carry on with
+// the new senders from their next batch.
 func (a *App) Start() error {
+	var client *http.Client
+	if s := a.resolved.sink; s != nil {
+		f, err := acquireSink(s.Path)
+		if err != nil {
+			return err
+		}
+		a.sinkKey = s.Path
+		client = &http.Client{Transport: f.Transport(), Timeout: senderTimeout}
+	}
+	senders, err := a.resolved.newSenders(client)
+	if err != nil {
+		return err
+	}
+	if a.holdDelivery {
+		clear(senders)
+	}
 	if err := a.storage.open(a.lockTimeout, a.resolved.visitorTTL); err != nil {
 		return err
 	}
+	a.resolved.live.Store(true)
+	a.installed, a.previousDelivery = a.storage.deliveryEngine().SetSenders(senders, a.resolved.deliverySettings(senders))
 	a.previous = a.storage.settings.Swap(a.resolved)
 	a.started = true
 	a.logger.Info("capi started",
 		zap.String("storage", a.storageKey),
-		zap.Strings("platforms", a.resolved.platforms()))
+		zap.Strings("platforms", a.resolved.platforms()),
+		zap.Int("senders", len(senders)))
 	return nil
 }
 
-// Stop puts back the settings that Start replaced, if ours are still installed: that happens when
-// our Start succeeded but a sibling app's failed, so the previous config keeps running. On a
-// normal reload the next config's settings are installed already and Stop leaves them alone.
+// Stop puts back the senders and settings that Start replaced, if ours are still installed and the
+// config that installed them still runs: that happens when our Start succeeded but a sibling app's
+// failed, so the previous config keeps running. On a normal reload the next config's are installed
+// already and Stop leaves them alone. On shutdown no earlier config runs any more, so our senders
+// stay installed for the drain in the storage's Destruct.
 func (a *App) Stop() error {
-	if a.started {
-		a.storage.settings.CompareAndSwap(a.resolved, a.previous)
-		a.started = false
-	}
-	return nil
-}
-
-// Cleanup releases this config's reference on the shared storage, exactly once. The last
-// reference closes it. Cleanup also runs after a failed Provision, hence the acquired flag.
-func (a *App) Cleanup() error {
-	if !a.acquired {
+	if !a.started {
 		return nil
 	}
-	a.acquired = false
-	_, err := storages.Delete(a.storageKey)
-	if err != nil {
-		return fmt.Errorf("capi: releasing storage %s: %v", a.storageKey, err)
+	a.started = false
+	a.resolved.live.Store(false)
+	if a.previous != nil && a.previous.live.Load() {
+		a.storage.deliveryEngine().CompareAndSwap(a.installed, a.previousDelivery)
+		a.storage.settings.CompareAndSwap(a.resolved, a.previous)
+		return nil
 	}
+	a.storage.settings.CompareAndSwap(a.resolved, nil)
 	return nil
+}
+
+// Cleanup releases this config's references on the shared storage and on its sink file, exactly
+// once. The last reference closes them: the storage first, so its drain still records to the sink.
+// Cleanup also runs after a failed Provision, hence the acquired flag.
+func (a *App) Cleanup() error {
+	var err error
+	if a.acquired {
+		a.acquired = false
+		if _, derr := storages.Delete(a.storageKey); derr != nil {
+			err = fmt.Errorf("capi: releasing storage %s: %v", a.storageKey, derr)
+		}
+	}
+	if a.sinkKey != "" {
+		key := a.sinkKey
+		a.sinkKey = ""
+		if _, derr := sinks.Delete(key); derr != nil && err == nil {
+			err = fmt.Errorf("capi: closing sink file %s: %v", key, derr)
+		}
+	}
+	return err
 }
 
 // resolvedConfig is one config's settings, with placeholders replaced, defaults applied and every
@@ -181,6 +248,10 @@ type resolvedConfig struct {
 	visitorTTL     time.Duration
 	defaultCountry string
 	consent        ConsentConfig
+
+	// live is true while the config that resolved these settings is started, so that a failed
+	// reload's Stop puts them back only into a storage whose config still runs.
+	live atomic.Bool
 }
 
 // platforms lists the configured platforms by their platform.* names.

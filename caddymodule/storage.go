@@ -13,6 +13,8 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"go.etcd.io/bbolt"
 
+	"github.com/caddy-capi/caddy-capi/capi/delivery"
+	"github.com/caddy-capi/caddy-capi/capi/event"
 	"github.com/caddy-capi/caddy-capi/capi/queue"
 	"github.com/caddy-capi/caddy-capi/capi/store"
 )
@@ -24,15 +26,17 @@ import (
 var storages = caddy.NewUsagePool()
 
 // sharedStorage is what survives config reloads: the open database, the durable event queue and
-// the visitor store on it, and (once capi/delivery is integrated) the delivery workers.
+// the visitor store on it, and the delivery engine whose workers drain the queue.
 //
 // Constructing one does no I/O, because App.Provision constructs it and `caddy validate` runs
 // Provision in a separate process beside a running server that holds the bbolt lock. The database,
-// queue and store are opened by the first App.Start.
+// queue, store and engine are opened by the first App.Start.
 //
-// Where the delivery engine attaches: open starts it on queue with workers as its lifetime (never
-// a config's); App.Start installs the platform senders built from settings and App.Stop puts the
-// previous ones back; Destruct closes it, draining with a deadline, before the queue.
+// The engine lives on the storage's lifetime, never a config's: open creates it with no senders;
+// each config's App.Start installs the senders built from its settings (delivery.Engine.SetSenders
+// swaps them atomically, so a reload never doubles a platform's workers); App.Stop puts the
+// previous config's back when ours are still installed and that config still runs; Destruct
+// drains the engine with a deadline before it closes the queue and the database.
 type sharedStorage struct {
 	path string
 
@@ -43,11 +47,19 @@ type sharedStorage struct {
 	// a config's context, which is cancelled on every reload.
 	workers context.Context
 	cancel  context.CancelFunc
+	// background counts the goroutines on workers (the visitor sweep), which Destruct waits for
+	// before it closes the database under them.
+	background sync.WaitGroup
 
-	mu       sync.Mutex
-	db       *bbolt.DB
-	queue    *queue.Bolt
+	mu sync.Mutex
+	db *bbolt.DB
+	// queue is the durable event queue. Its Enqueue goes through the engine, which appends durably
+	// and wakes the platform's idle workers, so that an event waits for its batch's flush interval
+	// rather than for the workers' next poll, and the engine's counters see every event.
+	queue    queue.Queue
 	visitors *store.Bolt
+	// engine runs the delivery workers over the queue; nil until the storage is open.
+	engine   *delivery.Engine
 	openedAt time.Time
 	closed   bool
 }
@@ -57,9 +69,18 @@ func newSharedStorage(path string) *sharedStorage {
 	return &sharedStorage{path: path, workers: ctx, cancel: cancel}
 }
 
-// open opens the database, the queue and the visitor store if they are not open yet. It is called
-// by every config's Start; only the first opens the file. The visitor store keeps the record
-// lifetime of the config that opened it until the storage is released.
+// visitorSweepInterval is how often expired visitor records are deleted from disk. Reads ignore
+// expired records already; the sweep only reclaims their space, so hourly is plenty.
+const visitorSweepInterval = time.Hour
+
+// deliveryDrain bounds how long Destruct waits for in-flight sends: long enough for a platform's
+// answer to come back and be settled, short enough not to hold up a shutdown. Sends cut short are
+// released, still queued, and go out after the next start.
+const deliveryDrain = 5 * time.Second
+
+// open opens the database, the queue, the visitor store and the delivery engine if they are not
+// open yet. It is called by every config's Start; only the first opens the file. The visitor store
+// keeps the record lifetime of the config that opened it until the storage is released.
 func (s *sharedStorage) open(lockTimeout, visitorTTL time.Duration) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -91,28 +112,94 @@ func (s *sharedStorage) open(lockTimeout, visitorTTL time.Duration) error {
 		db.Close()
 		return fmt.Errorf("capi: opening the visitor store in %s: %v", s.path, err)
 	}
-	s.db, s.queue, s.visitors = db, q, visitors
+	engine := delivery.New(q, delivery.Options{Observer: engineObserver{newDeliveryObserver()}})
+	s.db, s.visitors, s.engine = db, visitors, engine
+	s.queue = wakingQueue{Queue: q, engine: engine}
 	s.openedAt = time.Now()
+
+	s.background.Add(1)
+	go func() {
+		defer s.background.Done()
+		s.sweepVisitors(visitors, visitorSweepInterval)
+	}()
 	return nil
 }
 
-// Destruct stops the background work, lets the queue commit what was submitted, and closes the
-// database. The pool calls it when the last config using this storage is cleaned up.
-func (s *sharedStorage) Destruct() error {
-	s.cancel()
+// sweepVisitors deletes expired visitor records every interval until the storage is released.
+func (s *sharedStorage) sweepVisitors(v *store.Bolt, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.workers.Done():
+			return
+		case <-t.C:
+			// A sweep cut short by Destruct resumes after the next start; a failed one is retried
+			// at the next tick, and reads ignore expired records meanwhile.
+			v.Sweep(s.workers)
+		}
+	}
+}
+
+// deliveryEngine returns the engine once the storage is open, or nil.
+func (s *sharedStorage) deliveryEngine() *delivery.Engine {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.engine
+}
+
+// Destruct drains the delivery workers (waiting at most deliveryDrain for in-flight sends), stops
+// the background work, lets the queue commit what was submitted, and closes the database. The pool
+// calls it when the last config using this storage is cleaned up.
+func (s *sharedStorage) Destruct() error {
+	s.mu.Lock()
 	s.closed = true
-	if s.db == nil {
-		return nil
+	engine := s.engine
+	s.mu.Unlock()
+
+	var errs []error
+	if engine != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), deliveryDrain)
+		if err := engine.Close(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("capi: draining delivery on %s: %v", s.path, err))
+		}
+		cancel()
 	}
-	errs := []error{s.queue.Close(), s.visitors.Close()}
+	s.cancel()
+	s.background.Wait()
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.db == nil {
+		return errors.Join(errs...)
+	}
+	errs = append(errs, s.queue.Close(), s.visitors.Close())
 	if err := s.db.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("capi: closing storage %s: %v", s.path, err))
 	}
-	s.db, s.queue, s.visitors = nil, nil, nil
+	s.db, s.queue, s.visitors, s.engine = nil, nil, nil, nil
 	return errors.Join(errs...)
 }
+
+// wakingQueue is the storage's queue as the request path sees it: Enqueue goes through the
+// delivery engine. Everything else is the queue's own.
+type wakingQueue struct {
+	queue.Queue
+	engine *delivery.Engine
+}
+
+// Enqueue implements queue.Queue.
+func (w wakingQueue) Enqueue(ctx context.Context, platformName string, events ...event.Event) (int, error) {
+	return w.engine.Enqueue(ctx, platformName, events...)
+}
+
+// engineObserver is the engine's view of the Prometheus collectors. Enqueued is left out: the
+// callers of the storage's queue (the edge, postbacks, the admin test event) count what they
+// enqueue, and the engine, through which their Enqueue goes, would count every event twice.
+type engineObserver struct{ deliveryObserver }
+
+// Enqueued implements delivery.Observer; see engineObserver.
+func (engineObserver) Enqueued(string, int) {}
 
 // storageStatus is the admin API's view of one shared storage.
 type storageStatus struct {
