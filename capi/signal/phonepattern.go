@@ -186,30 +186,21 @@ func (p *digitPatterns) closure(set []uint32, seen map[uint32]bool, i int, pc ui
 
 // intern returns the state for a thread set, creating it when new.
 func (p *digitPatterns) intern(set []uint32) *digitState {
-	kept := set[:0]
+	slices.Sort(set)
+	set = slices.Compact(set)
 	var match uint32
+	key := make([]byte, 0, 4*len(set))
 	for _, t := range set {
 		i, pc := int(t>>threadPCBits), t&threadPrefixMatched
-		if pc == threadPrefixMatched {
-			match |= 1 << i
-			kept = append(kept, t)
-			continue
-		}
-		if p.progs[i].Inst[pc].Op == syntax.InstMatch {
+		if pc == threadPrefixMatched || p.progs[i].Inst[pc].Op == syntax.InstMatch {
 			match |= 1 << i
 		}
-		kept = append(kept, t)
-	}
-	slices.Sort(kept)
-	kept = slices.Compact(kept)
-	key := make([]byte, 0, 4*len(kept))
-	for _, t := range kept {
 		key = append(key, byte(t>>24), byte(t>>16), byte(t>>8), byte(t))
 	}
 	if s, ok := p.states[string(key)]; ok {
 		return s
 	}
-	s := &digitState{threads: slices.Clone(kept), match: match}
+	s := &digitState{threads: slices.Clone(set), match: match}
 	p.states[string(key)] = s
 	return s
 }
