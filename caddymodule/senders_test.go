@@ -279,3 +279,32 @@ func TestSendersFromConfig(t *testing.T) {
 		t.Errorf("a sink config without tokens: %v", err)
 	}
 }
+
+// TestDeliveryFeedsMetrics: the engine's observations reach the Prometheus collectors, and an
+// event is counted as enqueued once, though its Enqueue goes through the engine.
+func TestDeliveryFeedsMetrics(t *testing.T) {
+	dir := t.TempDir()
+	sinkPath := filepath.Join(dir, "events.jsonl")
+	a := provisioned(t, filepath.Join(dir, "capi.db"), withSink(sinkPath))
+	if err := a.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { a.Stop(); a.Cleanup() }()
+	enqueued := value(t, metrics.enqueued.WithLabelValues(platform.TikTok))
+	delivered := value(t, metrics.delivered.WithLabelValues(platform.TikTok))
+
+	if _, err := a.storage.enqueueEdge(context.Background(), []string{platform.TikTok}, testEvent("metered")); err != nil {
+		t.Fatal(err)
+	}
+	waitSink(t, sinkPath, platform.TikTok, "metered")
+	deadline := time.Now().Add(5 * time.Second)
+	for value(t, metrics.delivered.WithLabelValues(platform.TikTok)) != delivered+1 {
+		if time.Now().After(deadline) {
+			t.Fatal("the delivery was not counted")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := value(t, metrics.enqueued.WithLabelValues(platform.TikTok)); got != enqueued+1 {
+		t.Errorf("enqueued counted %v times, want once", got-enqueued)
+	}
+}
