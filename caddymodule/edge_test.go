@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -21,6 +22,7 @@ import (
 
 	"github.com/caddy-capi/caddy-capi/capi/conversion"
 	"github.com/caddy-capi/caddy-capi/capi/event"
+	"github.com/caddy-capi/caddy-capi/capi/identity"
 	"github.com/caddy-capi/caddy-capi/capi/store"
 )
 
@@ -784,4 +786,54 @@ func counterValue(t *testing.T, c prometheus.Metric) float64 {
 		t.Fatal(err)
 	}
 	return m.GetCounter().GetValue()
+}
+
+// FuzzEdgeNavigation sends navigations with arbitrary queries and Cookie headers through a
+// provisioned site: nothing panics, every cookie the edge sets is well formed, the page is the
+// upstream's page with exactly one snippet inserted, and the placeholders hold only valid values.
+func FuzzEdgeNavigation(f *testing.F) {
+	s := newTestSite(f, thankYou, nil)
+	const upstreamPage = "<!doctype html><html><head><title>Shop</title></head><body>hello</body></html>"
+	f.Add("fbclid=IwAR1&gclid=Cj0&ttclid=E.C.P", "_capi_vid=abcdefghijklmnopqrstuvwx; _fbp=fb.1.1700000000000.123")
+	f.Add("fbclid=%22%3E%3Cscript%3E", `_fbc="fb.1.1.x"; _capi_evt=Purchase|0123456789abcdef|1|USD|o`)
+	f.Add("order=1%00&total=-1", "_capi_evt=%ZZ!|||||; _ttp=<x>")
+	f.Fuzz(func(t *testing.T, query, cookie string) {
+		if strings.ContainsAny(cookie, "\r\n\x00") {
+			return
+		}
+		s.t = t
+		s.jar = map[string]string{}
+		path := "/"
+		if strings.HasPrefix(query, "order=") {
+			path = "/thank-you"
+		}
+		res := s.do(http.MethodGet, "https://shop.example.com"+path+"?"+url.PathEscape(query), nil,
+			"Accept", "text/html", "Cookie", cookie)
+		if res.err != nil {
+			t.Fatal(res.err)
+		}
+		for _, line := range res.Header().Values("Set-Cookie") {
+			c, err := http.ParseSetCookie(line)
+			if err != nil || strings.ContainsAny(c.Value, "<>\"'; ,\\") {
+				t.Fatalf("malformed Set-Cookie %q: %v", line, err)
+			}
+		}
+		body := res.Body.String()
+		start, end := strings.Index(body, "<script"), strings.LastIndex(body, "</script>")
+		if start < 0 || end < start || body[:start]+body[end+len("</script>"):] != upstreamPage {
+			t.Fatalf("the page is not the upstream's plus one snippet:\n%s", body)
+		}
+		for k, v := range s.gotRepl {
+			ok := identity.ValidClickID(v)
+			switch k {
+			case "capi.visitor_id":
+				ok = identity.ValidVisitorID(v)
+			case "capi.event_id":
+				ok = conversion.ValidEventID(v)
+			}
+			if !ok {
+				t.Fatalf("%s = %q", k, v)
+			}
+		}
+	})
 }
