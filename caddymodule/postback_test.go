@@ -26,7 +26,10 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/caddy-capi/caddy-capi/capi/conversion"
 	"github.com/caddy-capi/caddy-capi/capi/event"
@@ -908,4 +911,36 @@ func BenchmarkPostback(b *testing.B) {
 			}
 		}
 	})
+}
+
+func TestPostbackLogsHoldNoTokenSecretOrPersonalData(t *testing.T) {
+	env := newPBEnv(t, pbRoutes(), nil)
+	core, logs := observer.New(zapcore.DebugLevel)
+	env.h.logger = zap.New(core)
+	requests := []*http.Request{
+		// The token in the query, as networks that cannot set headers send it, with the buyer's email.
+		httptest.NewRequest(http.MethodGet, "http://shop.example.com/pb/s2s?cid=abc&txid=L1&email="+url.QueryEscape(pbEmail)+"&token="+pbGenericToken, nil),
+		httptest.NewRequest(http.MethodGet, "http://shop.example.com/pb/s2s?cid=abc&txid=L2&token="+pbGenericToken+"x", nil),
+	}
+	for _, src := range pbSources() {
+		requests = append(requests, src.build(t, pbOrder{order: "4242", kind: "sale", tracking: pbVisitor}, false),
+			src.build(t, pbOrder{order: "4243", kind: "refund"}, false), src.build(t, pbOrder{order: "4244", kind: "sale"}, true), src.malformed(t))
+	}
+	for _, r := range requests {
+		env.serve(t, r)
+	}
+	if logs.Len() == 0 {
+		t.Fatal("nothing was logged; the test observes the wrong logger")
+	}
+	for _, entry := range logs.All() {
+		line := entry.Message
+		for k, v := range entry.ContextMap() {
+			line += " " + k + "=" + fmt.Sprint(v)
+		}
+		for _, secret := range []string{pbClickBankSecret, pbJVZooSecret, pbShopifySecret, pbWooSecret, pbStripeSecret, pbGenericToken, "uyer@example.com", "Jo Buyer"} {
+			if strings.Contains(strings.ToLower(line), strings.ToLower(secret)) {
+				t.Errorf("a log entry holds %q: %s", secret, line)
+			}
+		}
+	}
 }
