@@ -90,6 +90,14 @@ func pbRoutes() []Postback {
 // delivery engine drains the real queue meanwhile, so the queue itself cannot be read back.
 func newPBEnv(t testing.TB, routes []Postback, configure func(*App)) *pbEnv {
 	t.Helper()
+	env := newUnstartedPBEnv(t, routes, configure)
+	env.start(t)
+	return env
+}
+
+// newUnstartedPBEnv is newPBEnv before the app's Start, as when Caddy starts the http app first.
+func newUnstartedPBEnv(t testing.TB, routes []Postback, configure func(*App)) *pbEnv {
+	t.Helper()
 	dir := t.TempDir()
 	t.Setenv("XDG_DATA_HOME", dir)
 	t.Setenv("XDG_CONFIG_HOME", dir)
@@ -116,9 +124,6 @@ func newPBEnv(t testing.TB, routes []Postback, configure func(*App)) *pbEnv {
 		t.Fatal(err)
 	}
 	app = appIface.(*App)
-	if err := app.Start(); err != nil {
-		t.Fatalf("starting the capi app: %v", err)
-	}
 	mod, err := ctx.LoadModuleByID("http.handlers.capi", mustJSON(t, Handler{Postbacks: routes}))
 	if err != nil {
 		t.Fatalf("provisioning the handler: %v", err)
@@ -129,11 +134,7 @@ func newPBEnv(t testing.TB, routes []Postback, configure func(*App)) *pbEnv {
 		_ = app.Stop()
 		_ = app.Cleanup()
 	})
-	q, visitors, err := app.storage.edgeHandles(context.Background(), time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	env := &pbEnv{h: h, app: app, q: q, visitors: visitors}
+	env := &pbEnv{h: h, app: app}
 	site, ok := postbackEndpoints.Load(h)
 	if !ok {
 		t.Fatal("Provision did not set up the postback endpoints")
@@ -147,6 +148,19 @@ func newPBEnv(t testing.TB, routes []Postback, configure func(*App)) *pbEnv {
 		return n, err
 	}
 	return env
+}
+
+// start starts the app, which opens the storage.
+func (env *pbEnv) start(t testing.TB) {
+	t.Helper()
+	if err := env.app.Start(); err != nil {
+		t.Fatalf("starting the capi app: %v", err)
+	}
+	q, visitors, err := env.app.storage.edgeHandles(context.Background(), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env.q, env.visitors = q, visitors
 }
 
 // serve sends r through the handler and fails the test if a postback reached the next handler.
@@ -942,5 +956,25 @@ func TestPostbackLogsHoldNoTokenSecretOrPersonalData(t *testing.T) {
 				t.Errorf("a log entry holds %q: %s", secret, line)
 			}
 		}
+	}
+}
+
+func TestPostbackBeforeTheAppStartedWaitsForTheStorage(t *testing.T) {
+	env := newUnstartedPBEnv(t, pbRoutes(), nil)
+	src := pbSources()[0]
+	done := make(chan *httptest.ResponseRecorder)
+	go func() { done <- env.serve(t, src.build(t, pbOrder{order: "1313", kind: "sale"}, false)) }()
+	time.Sleep(100 * time.Millisecond)
+	env.start(t)
+	select {
+	case w := <-done:
+		if w.Code != http.StatusOK {
+			t.Fatalf("status %d (%s), want 200 once the storage opened", w.Code, w.Body)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the postback did not complete after the app started")
+	}
+	if n := len(env.queued(t, "meta")); n != 1 {
+		t.Fatalf("Meta has %d events, want 1", n)
 	}
 }
