@@ -62,11 +62,13 @@ type backgroundWriter struct {
 	ctx     context.Context
 }
 
-func newBackgroundWriter(logger *zap.Logger) *backgroundWriter {
+// newBackgroundWriter starts a writer. Its logger is Caddy's default one, not a config's: the writer
+// outlives the config that created it.
+func newBackgroundWriter() *backgroundWriter {
 	ctx, cancel := context.WithCancel(context.Background())
 	w := &backgroundWriter{
 		jobs:   make(chan backgroundJob, backgroundQueueSize),
-		logger: logger,
+		logger: caddy.Log().Named("http.handlers.capi"),
 		done:   make(chan struct{}),
 		stop:   cancel,
 		ctx:    ctx,

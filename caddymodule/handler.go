@@ -177,7 +177,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	registerEdgeMetrics(ctx.GetMetricsRegistry(), h.logger)
 	h.writerKey = h.app.storageKey
 	writer, _, err := edgeWriters.LoadOrNew(h.writerKey, func() (caddy.Destructor, error) {
-		return newBackgroundWriter(h.logger), nil
+		return newBackgroundWriter(), nil
 	})
 	if err != nil {
 		return fmt.Errorf("capi: starting the visitor writer: %v", err)
