@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -78,6 +79,17 @@ type testSite struct {
 
 func newTestSite(t testing.TB, site string, configureApp func(map[string]any)) *testSite {
 	t.Helper()
+	s := newUnstartedTestSite(t, site, configureApp)
+	if err := s.app.Start(); err != nil {
+		t.Fatalf("starting the capi app: %v", err)
+	}
+	return s
+}
+
+// newUnstartedTestSite provisions the app and the handler but does not start the app, as happens
+// when Caddy starts the http app first.
+func newUnstartedTestSite(t testing.TB, site string, configureApp func(map[string]any)) *testSite {
+	t.Helper()
 	dir := t.TempDir()
 	t.Setenv("XDG_DATA_HOME", dir)
 	t.Setenv("XDG_CONFIG_HOME", dir)
@@ -101,9 +113,6 @@ func newTestSite(t testing.TB, site string, configureApp func(map[string]any)) *
 		t.Fatal(err)
 	}
 	app := appIface.(*App)
-	if err := app.Start(); err != nil {
-		t.Fatalf("starting the capi app: %v", err)
-	}
 	mod, err := ctx.LoadModuleByID("http.handlers.capi", json.RawMessage(site))
 	if err != nil {
 		t.Fatalf("loading the handler: %v", err)
@@ -475,6 +484,20 @@ func TestEdgeConversionFiresOncePerOrderWithTheBrowsersEventID(t *testing.T) {
 	}
 }
 
+func TestEdgeConversionWaitsForTheAppToStart(t *testing.T) {
+	s := newUnstartedTestSite(t, thankYou, nil)
+	done := make(chan response)
+	go func() { done <- s.page("https://shop.example.com/thank-you?order=early&total=1") }()
+	time.Sleep(200 * time.Millisecond) // the http app serving before the capi app has started
+	if err := s.app.Start(); err != nil {
+		t.Fatal(err)
+	}
+	res := <-done
+	if res.err != nil || len(s.events()) != 1 || s.events()[0].added != 3 {
+		t.Fatalf("the conversion of a request served before Start was lost: %v %+v", res.err, s.events())
+	}
+}
+
 func TestEdgeConversionNeedsASuccessfulAnswer(t *testing.T) {
 	s := newTestSite(t, thankYou, nil)
 	s.upstream = func(w http.ResponseWriter, r *http.Request) { http.Error(w, "gone", http.StatusNotFound) }
@@ -836,4 +859,60 @@ func FuzzEdgeNavigation(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestEdgeSnippetFollowsTheResponsesCSP(t *testing.T) {
+	s := newTestSite(t, `{}`, nil)
+	s.upstream = func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html")
+		w.Header().Set("Content-Security-Policy", "script-src 'self' 'nonce-Q2FkZHlDYXBp'; connect-src 'self'")
+		io.WriteString(w, "<html><head></head><body></body></html>")
+	}
+	res := s.page("https://shop.example.com/")
+	if !strings.Contains(res.Body.String(), `<script nonce="Q2FkZHlDYXBp">`) {
+		t.Errorf("the snippet does not reuse the page's nonce:\n%s", res.Body.String())
+	}
+	csp := res.Header().Get("Content-Security-Policy")
+	for _, host := range []string{"https://connect.facebook.net", "https://analytics.tiktok.com", "https://www.googletagmanager.com"} {
+		if !strings.Contains(csp, host) {
+			t.Errorf("CSP %q does not allow %s", csp, host)
+		}
+	}
+}
+
+func TestEdgeConversionsOfFetchesRideToTheNextPage(t *testing.T) {
+	s := newTestSite(t, `{"conversions":[{"event":"AddToCart","path":"/cart/add","method":"POST","value":"{http.request.uri.query.price}","currency":"USD"},
+		{"event":"InitiateCheckout","path":"/checkout","method":"POST"}]}`, nil)
+	s.page("https://shop.example.com/")
+	s.upstream = func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"ok":true}`)
+	}
+	res := s.do(http.MethodPost, "https://shop.example.com/cart/add?price=12.5", strings.NewReader("{}"),
+		"Content-Type", "application/json", "Sec-Fetch-Dest", "empty")
+	if res.Body.String() != `{"ok":true}` || res.cookie(carriedCookie) == nil {
+		t.Fatalf("the JSON answer changed or carries no conversion: %q %v", res.Body.String(), res.Header().Values("Set-Cookie"))
+	}
+	s.upstream = func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, "/pay", http.StatusSeeOther) }
+	s.do(http.MethodPost, "https://shop.example.com/checkout", strings.NewReader("a=1"),
+		"Content-Type", "application/x-www-form-urlencoded", "Accept", "text/html", "Sec-Fetch-Dest", "document")
+	s.upstream = func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html")
+		io.WriteString(w, "<html><head></head><body>pay</body></html>")
+	}
+	page := s.page("https://shop.example.com/pay")
+	convs, _ := snippetOf(t, page.Body.String())["conversions"].([]any)
+	sent := s.events()
+	if len(convs) != 2 || len(sent) != 2 {
+		t.Fatalf("the page fires %v after %d server events; want both conversions", convs, len(sent))
+	}
+	for i, c := range convs {
+		m := c.(map[string]any)
+		if m["name"] != sent[i].event.Name || m["eventId"] != sent[i].event.ID {
+			t.Errorf("browser copy %v, server copy %s %s", m, sent[i].event.Name, sent[i].event.ID)
+		}
+	}
+	if d := convs[0].(map[string]any)["data"].(map[string]any); d["value"] != 12.5 || d["currency"] != "USD" {
+		t.Errorf("the carried AddToCart lost its value: %v", d)
+	}
 }
