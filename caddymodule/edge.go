@@ -632,12 +632,18 @@ func (p *page) enqueueConversions(ctx context.Context) {
 			continue
 		}
 		qctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), enqueueTimeout)
-		_, err := p.e.enqueue(qctx, p.e.routes.Platforms(c.event), c.event)
+		platforms := p.e.routes.Platforms(c.event)
+		added, err := p.e.enqueue(qctx, platforms, c.event)
 		cancel()
 		if err != nil {
 			edgeStats().conversions.WithLabelValues("failed").Inc()
 			p.e.logger.Error("capi: enqueueing a conversion failed", zap.String("event", c.event.Name),
 				zap.String("event_id", c.event.ID), zap.Error(err))
+			continue
+		}
+		if added == 0 && len(platforms) > 0 {
+			// A webhook or postback for the same order got there first, with the same event ID.
+			edgeStats().conversions.WithLabelValues("duplicate").Inc()
 			continue
 		}
 		edgeStats().conversions.WithLabelValues("fired").Inc()
