@@ -916,3 +916,17 @@ func TestEdgeConversionsOfFetchesRideToTheNextPage(t *testing.T) {
 		t.Errorf("the carried AddToCart lost its value: %v", d)
 	}
 }
+
+func TestEdgeRecordsTheShopifyCartToken(t *testing.T) {
+	s := newTestSite(t, `{}`, nil)
+	s.jar["cart"] = "Z2NwLXVzLWVhc3QxOjAxSjk4%3Fkey%3Dabc123"
+	res := s.page("https://shop.example.com/")
+	rec := s.visitor(res.cookie("_capi_vid").Value)
+	if len(rec.CartTokens) != 1 || rec.CartTokens[0] != "Z2NwLXVzLWVhc3QxOjAxSjk4" {
+		t.Fatalf("cart tokens = %q; want the token without its key", rec.CartTokens)
+	}
+	found, ok, err := s.app.storage.visitors.FindByCartToken(context.Background(), "Z2NwLXVzLWVhc3QxOjAxSjk4")
+	if err != nil || !ok || found.ID != rec.ID {
+		t.Fatalf("the visitor is not findable by its cart token: %v %v", ok, err)
+	}
+}
