@@ -558,3 +558,51 @@ func TestSinkFileRecordsDemoPayloadsWithoutTokens(t *testing.T) {
 		t.Errorf("Meta got event %s and TikTok %s for one order", eventIDs["meta"], eventIDs["tiktok"])
 	}
 }
+
+func TestAdminTestEventReachesPlatformsWithATestCode(t *testing.T) {
+	meta := fakes.NewMeta(t, fakes.MetaConfig{})
+	tiktok := fakes.NewTikTok(t, fakes.TikTokConfig{})
+	c := harness.Start(t, conversionSite,
+		harness.Var("platforms", meta.Block("test_event_code TEST12345")+tiktok.Block()),
+		harness.Var("flush", "50ms"), harness.Var("batch", "50"))
+
+	warned := false
+	for _, e := range c.LogEntries() {
+		if e["level"] == "warn" && strings.Contains(fmt.Sprint(e["msg"]), "test_event_code") {
+			warned = true
+			if ps := fmt.Sprint(e["platforms"]); ps != "[meta]" {
+				t.Errorf("the warning names platforms %s, want [meta]", ps)
+			}
+		}
+	}
+	if !warned {
+		t.Error("no warning that a test_event_code is configured")
+	}
+
+	var resp struct {
+		EventID   string            `json:"event_id"`
+		Platforms []string          `json:"platforms"`
+		Skipped   map[string]string `json:"skipped"`
+	}
+	if status := adminJSON(t, c, http.MethodPost, "/capi/test-event", "", &resp); status != http.StatusOK {
+		t.Fatalf("POST /capi/test-event: %d", status)
+	}
+	if len(resp.Platforms) != 1 || resp.Platforms[0] != "meta" || resp.Skipped["tiktok"] == "" {
+		t.Fatalf("test event went to %v, skipped %v; want Meta only", resp.Platforms, resp.Skipped)
+	}
+	e := meta.WaitEvent(t, resp.EventID, 10*time.Second)
+	if e.TestEventCode != "TEST12345" {
+		t.Errorf("Meta got the test event with test_event_code %q", e.TestEventCode)
+	}
+	// TikTok has no test code, so nothing that would count as a real event was even queued for it.
+	var q struct {
+		Platforms map[string]queueState `json:"platforms"`
+	}
+	adminJSON(t, c, http.MethodGet, "/capi/queue", "", &q)
+	if s := q.Platforms["tiktok"]; s.Enqueued != 0 || s.Depth != 0 || len(tiktok.Requests()) != 0 {
+		t.Errorf("TikTok got the test event: queue %+v, %d requests", s, len(tiktok.Requests()))
+	}
+	if status := adminJSON(t, c, http.MethodGet, "/capi/test-event", "", nil); status != http.StatusMethodNotAllowed {
+		t.Errorf("GET /capi/test-event: %d, want 405", status)
+	}
+}
