@@ -6,6 +6,7 @@ package integration
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -14,6 +15,7 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"os"
+	"os/exec"
 	"regexp"
 	"strings"
 	"sync"
@@ -605,4 +607,32 @@ func TestAdminTestEventReachesPlatformsWithATestCode(t *testing.T) {
 	if status := adminJSON(t, c, http.MethodGet, "/capi/test-event", "", nil); status != http.StatusMethodNotAllowed {
 		t.Errorf("GET /capi/test-event: %d, want 405", status)
 	}
+}
+
+// TestValidateBesideARunningServer: `caddy validate` of the running config, with the same data
+// directory, neither waits for nor takes the storage's file lock, and delivery carries on.
+func TestValidateBesideARunningServer(t *testing.T) {
+	meta := fakes.NewMeta(t, fakes.MetaConfig{})
+	c := harness.Start(t, conversionSite,
+		harness.Var("platforms", meta.Block()), harness.Var("flush", "50ms"), harness.Var("batch", "50"))
+	before := purchase(t, c, "validate-0")
+	meta.WaitEvent(t, before, 10*time.Second)
+
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, harness.Binary(t), "validate", "--config", c.ConfigPath(), "--adapter", "caddyfile")
+	cmd.Dir = c.Dir
+	cmd.Env = append(os.Environ(), "XDG_DATA_HOME="+c.DataDir, "HOME="+t.TempDir(), "XDG_CONFIG_HOME="+t.TempDir())
+	began := time.Now()
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("caddy validate beside the running server: %v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "Valid configuration") {
+		t.Errorf("caddy validate said:\n%s", out)
+	}
+	t.Logf("validate took %s", time.Since(began).Round(time.Millisecond))
+
+	after := purchase(t, c, "validate-1")
+	meta.WaitEvent(t, after, 10*time.Second)
 }
