@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -307,4 +309,54 @@ func TestDeliveryFeedsMetrics(t *testing.T) {
 	if got := value(t, metrics.enqueued.WithLabelValues(platform.TikTok)); got != enqueued+1 {
 		t.Errorf("enqueued counted %v times, want once", got-enqueued)
 	}
+}
+
+// TestShutdownDrainIsBounded: a platform that never answers holds up the last cleanup for at most
+// the drain deadline, and the event whose send was cut short stays queued for the next start.
+func TestShutdownDrainIsBounded(t *testing.T) {
+	arrived := make(chan struct{}, 1)
+	release := make(chan struct{})
+	hung := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case arrived <- struct{}{}:
+		default:
+		}
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	defer hung.Close()
+	defer close(release)
+
+	dir := t.TempDir()
+	path, sinkPath := filepath.Join(dir, "capi.db"), filepath.Join(dir, "events.jsonl")
+	a := provisioned(t, path, func(a *App) {
+		a.Meta = &MetaConfig{PixelID: "1234567890", AccessToken: "t", Endpoint: hung.URL}
+		a.Delivery = &DeliveryConfig{Flush: caddy.Duration(10 * time.Millisecond)}
+	})
+	if err := a.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.storage.enqueueEdge(context.Background(), []string{platform.Meta}, testEvent("cut-short")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-arrived:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the event was never sent")
+	}
+	withDeadline(t, func() {
+		a.Stop()
+		if err := a.Cleanup(); err == nil || !strings.Contains(err.Error(), "draining delivery") {
+			t.Errorf("cleanup = %v; want the drain's deadline reported", err)
+		}
+	})
+
+	restarted := provisioned(t, path, withSink(sinkPath))
+	if err := restarted.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { restarted.Stop(); restarted.Cleanup() }()
+	waitSink(t, sinkPath, platform.Meta, "cut-short")
 }
