@@ -144,7 +144,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 			names = append(names, name)
 		}
 		sort.Strings(names)
-		a.logger.Warn("a test_event_code is configured: the platforms show these events as test events; never set it in production",
+		a.logger.Warn("a test_event_code is configured: every event to these platforms goes out as a test event; never set it in production",
 			zap.Strings("platforms", names))
 	}
 	return nil
