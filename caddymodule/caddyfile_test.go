@@ -102,6 +102,7 @@ func TestCaddyfileErrorsNameFileLineAndExpectation(t *testing.T) {
 		{"placeholder typo", strings.Replace(meta(""), "access_token secret123", "access_token {env:META_TOKEN}", 1), 5, "malformed placeholder"},
 		{"country not alpha-2", global("\t\tdefault_country DEU"), 3, "expected an ISO 3166-1 alpha-2 country code"},
 		{"country unknown", global("\t\tdefault_country XX"), 3, "expected an ISO 3166-1 alpha-2 country code"},
+		{"country UK", global("\t\tdefault_country UK"), 3, "expected GB for the United Kingdom"},
 		{"bad regexp", global("\t\tconsent {\n\t\t\trequire consent ^(all\n\t\t}"), 4, "require: expected a regular expression in RE2 syntax"},
 		{"gpc neither on nor off", site("\t\tconsent {\n\t\t\tgpc yes\n\t\t}"), 4, `gpc: expected on or off, got "yes"`},
 		{"unknown storage backend", global("\t\tstorage sqlite /x.db"), 3, `storage: unknown backend "sqlite"; expected ` + "`storage bolt [<path>] or storage redis <url>`"},

@@ -182,6 +182,11 @@ func checkCountry(v string) (string, error) {
 	if err != nil || !r.IsCountry() {
 		return "", errors.New(want)
 	}
+	// UK is only reserved in ISO 3166-1 (the United Kingdom's code is GB), but x/text accepts it as a
+	// country; the platforms would not.
+	if r.String() == "UK" {
+		return "", errors.New("expected GB for the United Kingdom: UK is not an ISO 3166-1 alpha-2 code")
+	}
 	return r.String(), nil
 }
 
