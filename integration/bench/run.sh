@@ -31,6 +31,6 @@ if [ "$status" -ne 0 ] || [ ! -s "$report" ]; then
 	echo "run.sh: the benchmarks failed (exit status $status)" >&2
 	exit 1
 fi
-grep -E '^\s+(edge_test|large_test)\.go:[0-9]+: (round|plain|capi|TARGET)' "$log" | sed 's/^ *//' >&2 || true
+grep -E '^\s+(edge_test|large_test)\.go:[0-9]+: (round|plain|capi|TARGET|caddy logged)' "$log" | sed 's/^ *//' >&2 || true
 echo
 cat "$report"
