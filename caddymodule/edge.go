@@ -325,6 +325,18 @@ func (e *edge) options() conversion.Options {
 	return conversion.Options{DefaultCountry: e.defaultCountry, Now: e.now, Rand: e.rand, Dropped: countDrop}
 }
 
+// eventOptions are options() with the installation's event ID key, which FromRequest needs. It
+// waits, as the queue writes do, for the storage to open: the key lives there.
+func (e *edge) eventOptions(ctx context.Context) (conversion.Options, error) {
+	opt := e.options()
+	key, err := e.storage.eventIDKey(ctx)
+	if err != nil {
+		return opt, err
+	}
+	opt.IDKey = key
+	return opt, nil
+}
+
 func countDrop(d conversion.Drop) { edgeStats().valuesDropped.WithLabelValues(d.Field).Inc() }
 
 // applyVisit folds a request's identity and cart token into a visitor record.
@@ -504,9 +516,18 @@ type pendingConversion struct {
 
 // buildConversions resolves the rules' placeholders with the request's replacer and builds their
 // events with the visitor's full profile. The event ID is derived from the event name and the
-// resolved order ID, so a reload or a webhook for the same order carries the same one.
+// resolved order ID under the installation's key, so a reload or a webhook for the same order
+// carries the same one. Without the key (the storage did not open in time) no conversion is
+// built: the queue write would fail the same way, and an ID made up here would not match the
+// webhook's.
 func (e *edge) buildConversions(ctx context.Context, repl *caddy.Replacer, v *visit, rules []*conversionRule) []*pendingConversion {
 	if len(rules) == 0 {
+		return nil
+	}
+	opt, err := e.eventOptions(ctx)
+	if err != nil {
+		e.logger.Error("capi: conversions not built; the storage holding the event ID key is not open",
+			zap.Int("conversions", len(rules)), zap.Error(err))
 		return nil
 	}
 	rec := e.visitorRecord(ctx, v)
@@ -521,7 +542,7 @@ func (e *edge) buildConversions(ctx context.Context, repl *caddy.Replacer, v *vi
 		if rule.ContentIDs != "" {
 			c.ContentIDs = []string{repl.ReplaceAll(rule.ContentIDs, "")}
 		}
-		ev, drops, err := conversion.FromRequest(c, rec, v.req, e.options())
+		ev, drops, err := conversion.FromRequest(c, rec, v.req, opt)
 		for _, d := range drops {
 			countDrop(d)
 		}
@@ -658,7 +679,10 @@ func (p *page) enqueueConversions(ctx context.Context) {
 func (e *edge) sendPageView(v *visit, eventID string) {
 	at := e.now()
 	e.writer.submit(jobPageView, func(ctx context.Context) error {
-		opt := e.options()
+		opt, err := e.eventOptions(ctx)
+		if err != nil {
+			return err
+		}
 		opt.Now = func() time.Time { return at }
 		req := v.req
 		req.HTML = true
@@ -760,7 +784,13 @@ func (e *edge) serveCollect(w http.ResponseWriter, r *http.Request, v *visit) er
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), enqueueTimeout)
 	defer cancel()
-	event, drops, err := conversion.FromRequest(c, e.visitorRecord(ctx, v), req, e.options())
+	opt, err := e.eventOptions(ctx)
+	if err != nil {
+		edgeStats().collected.WithLabelValues("failed").Inc()
+		e.logger.Error("capi: a collected event was not built; the storage is not open", zap.String("event", c.Name), zap.Error(err))
+		return caddyhttp.Error(http.StatusServiceUnavailable, errors.New("capi collect: the event could not be queued; try again"))
+	}
+	event, drops, err := conversion.FromRequest(c, e.visitorRecord(ctx, v), req, opt)
 	for _, d := range drops {
 		countDrop(d)
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/caddy-capi/caddy-capi/capi/conversion"
 	"github.com/caddy-capi/caddy-capi/capi/event"
 	"github.com/caddy-capi/caddy-capi/capi/queue"
 	"github.com/caddy-capi/caddy-capi/capi/store"
@@ -43,6 +44,21 @@ func (s *sharedStorage) edgeHandles(ctx context.Context, wait time.Duration) (qu
 		case <-t.C:
 		}
 	}
+}
+
+// eventIDKey returns the installation's event ID key, waiting as edgeHandles does for the storage
+// to open: an order's event ID must never be derived without it.
+func (s *sharedStorage) eventIDKey(ctx context.Context) (conversion.IDKey, error) {
+	if _, _, err := s.edgeHandles(ctx, storageWait); err != nil {
+		return conversion.IDKey{}, err
+	}
+	s.mu.Lock()
+	key := s.idKey
+	s.mu.Unlock()
+	if key.IsZero() { // released between the two locks
+		return key, errStorageReleased
+	}
+	return key, nil
 }
 
 // edgeVisitors returns the visitor store of s, waiting as edgeHandles does.

@@ -38,6 +38,23 @@ var metaStandardEvents = []string{
 	"Schedule", "Search", "StartTrial", "SubmitApplication", "Subscribe", "ViewContent",
 }
 
+// Why a posted event ID cannot pre-empt a real conversion:
+//
+// collect takes the event ID the browser chose, because the pixels fired the event with it and
+// the server copy must carry the same one for the platforms to count it once. The queue (for 48
+// hours) and the platforms keep the first event with a given (name, ID) and drop later ones. So if
+// an order's conversion ID were computable from public inputs, someone who guesses the next order
+// number (Shopify's are sequential) could post that order's Purchase here first, and the real
+// purchase from the thank-you page, the shop's webhook or the network's postback would be dropped
+// as its duplicate: a lost sale. Conversion IDs are therefore derived under the installation's
+// secret key (conversion.IDKey, kept in the storage and never logged or shown by the admin API),
+// which the browser never sees: it only ever receives finished IDs of its own visitor's events. A
+// posted ID thus never equals the ID of an order the poster did not place, and this endpoint needs
+// no check of its own; refusing IDs "in the derivation's range" would not even be possible, since
+// keyed IDs are indistinguishable from random ones. A forged event posted here is still counted as
+// the browser event it claims to be; that is the endpoint's contract (rate-limited, same-origin),
+// and it can only add an event, never remove one.
+
 // collectEvent is the body window.capi.track posts.
 type collectEvent struct {
 	Name     string      `json:"name"`

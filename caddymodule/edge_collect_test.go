@@ -1,6 +1,10 @@
 package caddymodule
 
 import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -43,6 +47,64 @@ func TestSameOrigin(t *testing.T) {
 				t.Fatalf("sameOrigin = %v, want %v", got, tc.want)
 			}
 		})
+	}
+}
+
+// TestEdgeCollectCannotPreemptARealPurchase is the attack the event ID key closes: someone guesses
+// the shop's next order number and posts its Purchase to collect first, with every event ID they
+// could compute without the installation's key. Each post is accepted as the browser event it
+// claims to be, and still the real thank-you page for that order is enqueued as new on every
+// platform, under an ID none of the posts used: the queue's dedup (and the platforms') drops
+// nothing real.
+func TestEdgeCollectCannotPreemptARealPurchase(t *testing.T) {
+	site := strings.Replace(thankYou, "{", `{"collect":"/capi/collect",`, 1)
+	s := newTestSite(t, site, nil)
+	const order = "1001"
+	unkeyedV1 := sha256.Sum256([]byte("capi-event-v1\x00Purchase\x00" + order))
+	zeroKey := hmac.New(sha256.New, make([]byte, conversion.IDKeySize))
+	zeroKey.Write([]byte("capi-event-v2\x00Purchase\x00" + order))
+	var guessed conversion.IDKey
+	copy(guessed[:], "shop.example.com")
+	forged := map[string]string{
+		"the unkeyed scheme":  hex.EncodeToString(unkeyedV1[:16]),
+		"HMAC under zero key": hex.EncodeToString(zeroKey.Sum(nil)[:16]),
+		"a guessed key":       conversion.EventID(guessed, "Purchase", order),
+		"the order number":    "order-" + order,
+	}
+
+	s.page("https://shop.example.com/")
+	for what, id := range forged {
+		body := fmt.Sprintf(`{"name":"Purchase","event_id":%q,"data":{"value":"1","currency":"USD","order_id":%q}}`, id, order)
+		res := s.do(http.MethodPost, "https://shop.example.com/capi/collect", strings.NewReader(body),
+			"Content-Type", "application/json", "Sec-Fetch-Site", "same-origin")
+		if res.err != nil || res.Code != http.StatusNoContent {
+			t.Fatalf("post with %s: %d %v", what, res.Code, res.err)
+		}
+	}
+	if n := len(s.events()); n != len(forged) {
+		t.Fatalf("enqueued %d forged Purchases, want %d", n, len(forged))
+	}
+
+	s.jar = map[string]string{} // the buyer's own browser
+	s.page("https://shop.example.com/?fbclid=IwAR1buyer")
+	if res := s.page("https://shop.example.com/thank-you?order=" + order + "&total=49.90&sku=SKU-1"); res.err != nil {
+		t.Fatal(res.err)
+	}
+	sent := s.events()
+	if len(sent) != len(forged)+1 {
+		t.Fatalf("the real Purchase was not enqueued: %d events", len(sent))
+	}
+	real := sent[len(sent)-1]
+	if real.event.Name != "Purchase" || real.event.OrderID != order || real.added != 3 {
+		t.Fatalf("the real Purchase was enqueued as new on %d of 3 platforms: %+v", real.added, real.event)
+	}
+	if want := conversion.EventID(installKey(t, s.app.storage), "Purchase", order); real.event.ID != want {
+		t.Errorf("real Purchase ID %s, want the keyed derivation %s", real.event.ID, want)
+	}
+	for what, id := range forged {
+		if real.event.ID == id {
+			t.Errorf("the ID from %s is the real Purchase's", what)
+		}
 	}
 }
 

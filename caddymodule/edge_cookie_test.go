@@ -13,7 +13,7 @@ func knownLeadPurchase(name string) bool { return name == "Lead" || name == "Pur
 
 func TestCarriedCookieRoundTrip(t *testing.T) {
 	in := []carriedConversion{
-		{Name: "Purchase", EventID: conversion.EventID("Purchase", "A|B!C 1"), Value: "49.90", Currency: "USD", OrderID: "A|B!C 1"},
+		{Name: "Purchase", EventID: conversion.EventID(conversion.IDKey{1}, "Purchase", "A|B!C 1"), Value: "49.90", Currency: "USD", OrderID: "A|B!C 1"},
 		{Name: "Lead", EventID: "0123456789abcdef"},
 	}
 	enc := encodeCarried(in)

@@ -431,7 +431,7 @@ func TestEdgeConversionFiresOncePerOrderWithTheBrowsersEventID(t *testing.T) {
 	if res.err != nil {
 		t.Fatal(res.err)
 	}
-	wantID := conversion.EventID("Purchase", "1001")
+	wantID := conversion.EventID(installKey(t, s.app.storage), "Purchase", "1001")
 	sent := s.events()
 	if len(sent) != 1 {
 		t.Fatalf("enqueued %d times, want once", len(sent))
@@ -528,7 +528,7 @@ func TestEdgeRedirectConversionFiresOnTheNextPage(t *testing.T) {
 		t.Fatalf("status %d", res.Code)
 	}
 	carried := res.cookie(carriedCookie)
-	wantID := conversion.EventID("Lead", "L-42")
+	wantID := conversion.EventID(installKey(t, s.app.storage), "Lead", "L-42")
 	if carried == nil || carried.MaxAge <= 0 || carried.MaxAge > 600 || !carried.HttpOnly {
 		t.Fatalf("the redirect did not carry the conversion in a short-lived cookie: %v", res.Header().Values("Set-Cookie"))
 	}

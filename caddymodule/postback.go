@@ -260,6 +260,10 @@ func (h *Handler) recordPostback(ctx context.Context, site *postbackSite, route 
 	if err != nil {
 		return "", err
 	}
+	idKey, err := h.app.storage.eventIDKey(ctx)
+	if err != nil {
+		return "", err
+	}
 	key := "postback/" + name + "/" + n.IdempotencyKey
 	if seen, err := alreadySeen(ctx, visitors, key); err != nil {
 		return "", err
@@ -269,7 +273,7 @@ func (h *Handler) recordPostback(ctx context.Context, site *postbackSite, route 
 		return "duplicate", nil
 	}
 
-	e, joinedBy, err := h.postbackEvent(ctx, visitors, route, n)
+	e, joinedBy, err := h.postbackEvent(ctx, visitors, idKey, route, n)
 	if errors.Is(err, conversion.ErrNotConversion) {
 		if _, err := visitors.MarkSeen(ctx, key, postbackSeenTTL); err != nil {
 			return "", err
@@ -327,9 +331,10 @@ func alreadySeen(ctx context.Context, st store.Store, key string) (bool, error) 
 }
 
 // postbackEvent joins a notification to its visitor (conversion.Join, in DESIGN §7's order) and
-// builds its event; joinedBy is empty when no visitor was found. A notification that is not a
-// conversion returns an error wrapping conversion.ErrNotConversion.
-func (h *Handler) postbackEvent(ctx context.Context, visitors store.Store, route *postbackRoute, n postback.Notification) (e event.Event, joinedBy string, err error) {
+// builds its event, whose ID is derived under the installation's key idKey, the key the
+// thank-you page of the same order used; joinedBy is empty when no visitor was found. A
+// notification that is not a conversion returns an error wrapping conversion.ErrNotConversion.
+func (h *Handler) postbackEvent(ctx context.Context, visitors store.Store, idKey conversion.IDKey, route *postbackRoute, n postback.Notification) (e event.Event, joinedBy string, err error) {
 	if !n.Kind.IsConversion() {
 		// Skip the join: a refund is recorded, not sent, and needs no visitor.
 		_, err := conversion.FromNotification(n, nil, conversion.Options{EventName: route.event})
@@ -344,6 +349,7 @@ func (h *Handler) postbackEvent(ctx context.Context, visitors store.Store, route
 		visitor = &v
 	}
 	e, err = conversion.FromNotification(n, visitor, conversion.Options{
+		IDKey:          idKey,
 		EventName:      route.event,
 		DefaultCountry: h.app.resolved.defaultCountry,
 		Dropped:        func(d conversion.Drop) { edgeStats().valuesDropped.WithLabelValues(d.Field).Inc() },
@@ -356,7 +362,7 @@ func (h *Handler) postbackEvent(ctx context.Context, visitors store.Store, route
 		// after a failed write enqueue a second copy. The idempotency key identifies the
 		// notification as well; the NUL keeps this pseudo order apart from every real one, which
 		// holds no control character.
-		e.ID = conversion.EventID(e.Name, "postback\x00"+n.Source+"\x00"+n.IdempotencyKey)
+		e.ID = conversion.EventID(idKey, e.Name, "postback\x00"+n.Source+"\x00"+n.IdempotencyKey)
 	}
 	return e, joinedBy, nil
 }

@@ -415,7 +415,7 @@ func TestPostbackSaleIsEnqueuedOncePerRoutedPlatform(t *testing.T) {
 				t.Fatalf("status %d (%s), want 200", w.Code, w.Body)
 			}
 			all := env.queuedAll(t)
-			wantID := conversion.EventID("Purchase", src.order(o))
+			wantID := conversion.EventID(installKey(t, env.app.storage), "Purchase", src.order(o))
 			for _, p := range []string{"meta", "tiktok", "google"} {
 				evs := all[p]
 				if len(evs) != 1 {
@@ -638,7 +638,7 @@ func TestPostbackWebhookAndThankYouPageShareTheEventID(t *testing.T) {
 	env := newPBEnv(t, pbRoutes(), nil)
 	src := pbSources()[0]
 	o := pbOrder{order: "8008", kind: "sale"}
-	page := event.Event{Name: "Purchase", ID: conversion.EventID("Purchase", o.order), Time: time.Now(), ActionSource: event.ActionWebsite}
+	page := event.Event{Name: "Purchase", ID: conversion.EventID(installKey(t, env.app.storage), "Purchase", o.order), Time: time.Now(), ActionSource: event.ActionWebsite}
 	if _, err := env.q.Enqueue(context.Background(), "meta", page); err != nil {
 		t.Fatal(err)
 	}

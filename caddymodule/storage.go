@@ -13,6 +13,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"go.etcd.io/bbolt"
 
+	"github.com/caddy-capi/caddy-capi/capi/conversion"
 	"github.com/caddy-capi/caddy-capi/capi/delivery"
 	"github.com/caddy-capi/caddy-capi/capi/event"
 	"github.com/caddy-capi/caddy-capi/capi/queue"
@@ -59,7 +60,10 @@ type sharedStorage struct {
 	queue    queue.Queue
 	visitors *store.Bolt
 	// engine runs the delivery workers over the queue; nil until the storage is open.
-	engine   *delivery.Engine
+	engine *delivery.Engine
+	// idKey is the installation's event ID key (see loadEventIDKey); zero until the storage is
+	// open. It is never logged and never part of status.
+	idKey    conversion.IDKey
 	openedAt time.Time
 	closed   bool
 }
@@ -112,8 +116,15 @@ func (s *sharedStorage) open(lockTimeout, visitorTTL time.Duration) error {
 		db.Close()
 		return fmt.Errorf("capi: opening the visitor store in %s: %v", s.path, err)
 	}
+	idKey, err := loadEventIDKey(db)
+	if err != nil {
+		visitors.Close()
+		q.Close()
+		db.Close()
+		return fmt.Errorf("capi: reading the event ID key in %s: %v", s.path, err)
+	}
 	engine := delivery.New(q, delivery.Options{Observer: engineObserver{newDeliveryObserver()}})
-	s.db, s.visitors, s.engine = db, visitors, engine
+	s.db, s.visitors, s.engine, s.idKey = db, visitors, engine, idKey
 	s.queue = wakingQueue{Queue: q, engine: engine}
 	s.openedAt = time.Now()
 
@@ -177,8 +188,68 @@ func (s *sharedStorage) Destruct() error {
 	if err := s.db.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("capi: closing storage %s: %v", s.path, err))
 	}
-	s.db, s.queue, s.visitors, s.engine = nil, nil, nil, nil
+	s.db, s.queue, s.visitors, s.engine, s.idKey = nil, nil, nil, nil, conversion.IDKey{}
 	return errors.Join(errs...)
+}
+
+// Where the installation's event ID key lives in the bbolt file: a bucket of its own, apart from
+// the queue's ("queue…") and the visitor store's ("visitor…").
+var (
+	installBucket  = []byte("capi.install")
+	eventIDKeyName = []byte("event_id_key")
+)
+
+// loadEventIDKey reads the installation's event ID key from db, drawing it from crypto/rand and
+// storing it on the first open. Every source of the installation — the thank-you page, the shop's
+// webhook, the network's postback — derives an order's event ID under this one key, so they share
+// the ID; keeping it in the storage makes it survive restarts, reloads and upgrades, as the
+// platforms' deduplication of orders in flight needs. It is secret (conversion.IDKey says why):
+// errors name the file, never the bytes.
+//
+// A stored value of the wrong size is refused rather than replaced: a new key would silently give
+// every order in flight a second ID and count it twice.
+//
+// In cluster mode (storage redis, a later issue) every node must derive under the same key, so it
+// is read-or-created in Redis instead (SET NX of one key, then GET), in the storage's open beside
+// the stream queue; this function is the bbolt backend's half of that contract.
+func loadEventIDKey(db *bbolt.DB) (conversion.IDKey, error) {
+	var key conversion.IDKey
+	found := false
+	err := db.View(func(tx *bbolt.Tx) error {
+		b := tx.Bucket(installBucket)
+		if b == nil {
+			return nil
+		}
+		stored := b.Get(eventIDKeyName)
+		if stored == nil {
+			return nil
+		}
+		var err error
+		key, err = conversion.ParseIDKey(stored)
+		found = err == nil
+		return err
+	})
+	if err != nil || found {
+		return key, err
+	}
+	// First open: draw and store in one transaction. Only one process holds the file (bbolt's
+	// lock), so the read above cannot race another writer; the second read in the transaction
+	// is cheap insurance all the same.
+	err = db.Update(func(tx *bbolt.Tx) error {
+		b, err := tx.CreateBucketIfNotExists(installBucket)
+		if err != nil {
+			return err
+		}
+		if stored := b.Get(eventIDKeyName); stored != nil {
+			key, err = conversion.ParseIDKey(stored)
+			return err
+		}
+		if key, err = conversion.NewIDKey(nil); err != nil {
+			return err
+		}
+		return b.Put(eventIDKeyName, append([]byte(nil), key[:]...))
+	})
+	return key, err
 }
 
 // wakingQueue is the storage's queue as the request path sees it: Enqueue goes through the

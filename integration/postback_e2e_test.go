@@ -139,6 +139,38 @@ func sha256Hex(s string) string {
 	return hex.EncodeToString(sum[:])
 }
 
+// publicEventID is what anyone can compute for an order without the installation's event ID key:
+// the unkeyed scheme of earlier versions. A server-made ID must never equal it, or a browser could
+// post the order's event first and have the real one dropped as its duplicate.
+func publicEventID(name, orderID string) string {
+	sum := sha256.Sum256([]byte("capi-event-v1\x00" + name + "\x00" + orderID))
+	return hex.EncodeToString(sum[:16])
+}
+
+// waitMetaOrder waits for Meta's event named name for the order orderID (custom_data.order_id)
+// and checks its ID is the installation's keyed derivation, not one computable from the order.
+// The key lives in the server's storage, so the test learns the ID from what the server sent.
+func waitMetaOrder(t *testing.T, meta *fakes.Meta, name, orderID string) fakes.Event {
+	t.Helper()
+	find := func(es []fakes.Event) (fakes.Event, bool) {
+		for _, e := range es {
+			if e.Name == name && e.Get("custom_data.order_id") == orderID {
+				return e, true
+			}
+		}
+		return fakes.Event{}, false
+	}
+	es := meta.WaitFor(t, 20*time.Second, name+" for order "+orderID, func(es []fakes.Event) bool {
+		_, ok := find(es)
+		return ok
+	})
+	e, _ := find(es)
+	if len(e.ID) != conversion.EventIDLength || !conversion.ValidEventID(e.ID) || e.ID == publicEventID(name, orderID) {
+		t.Errorf("Meta's %s for order %s has event ID %q; want 32 hex digits no one can compute without the key", name, orderID, e.ID)
+	}
+	return e
+}
+
 func TestPostbackClickBankSaleReachesEveryPlatformJoinedToTheAdClick(t *testing.T) {
 	const (
 		fbclid  = "IwAR2e2ePostbackClick_01"
@@ -183,9 +215,9 @@ func TestPostbackClickBankSaleReachesEveryPlatformJoinedToTheAdClick(t *testing.
 		}
 	}
 
-	id := conversion.EventID("Purchase", receipt)
 	email := sha256Hex("buyer.e2e@example.com")
-	m := meta.WaitEvent(t, id, 20*time.Second)
+	m := waitMetaOrder(t, meta, "Purchase", receipt)
+	id := m.ID
 	if m.Name != "Purchase" || m.Get("action_source") != "website" {
 		t.Errorf("Meta got %s with action_source %v; want a website Purchase", m.Name, m.Get("action_source"))
 	}
@@ -270,8 +302,8 @@ func TestPostbackShopifyOrderJoinedByCartToken(t *testing.T) {
 		t.Fatalf("webhook answered %d", resp.StatusCode)
 	}
 
-	id := conversion.EventID("Purchase", order)
-	m := meta.WaitEvent(t, id, 20*time.Second)
+	m := waitMetaOrder(t, meta, "Purchase", order)
+	id := m.ID
 	if fbc, _ := m.Get("user_data.fbc").(string); !strings.HasSuffix(fbc, "."+fbclid) || m.Get("action_source") != "website" {
 		t.Errorf("Meta's Purchase is not joined to the visitor by cart token: %s", m.Raw)
 	}

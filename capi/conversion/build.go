@@ -36,6 +36,11 @@ var (
 	ErrEventID   = errors.New("event ID not 8 to 64 characters of A-Z a-z 0-9 - _")
 )
 
+// ErrNoIDKey is returned by FromRequest and FromNotification when Options carries no IDKey:
+// without the installation's key an order's event ID would either be public or differ between its
+// sources, so no event is made.
+var ErrNoIDKey = errors.New("no event ID key in the options")
+
 // Bounds on what an event carries from outside.
 const (
 	maxEventNameLength = 100
@@ -46,6 +51,9 @@ const (
 
 // Options configure FromNotification, FromRequest and ApplyCapture.
 type Options struct {
+	// IDKey is the installation's event ID key, under which EventID derives the IDs of events
+	// with an order ID. FromRequest and FromNotification require it; ApplyCapture ignores it.
+	IDKey IDKey
 	// EventName is the event a sale, rebill or test notification becomes. Default: Purchase.
 	EventName string
 	// DefaultCountry is the ISO 3166 alpha-2 code (or a country name) for phone numbers and
@@ -92,13 +100,17 @@ func (o Options) normalize(c signal.Customer) signal.Profiles {
 // no visitor, or whose visitor has no page URL or user agent (Meta refuses a website event without
 // them), is sent as system_generated.
 //
-// The event ID is EventID(name, n.OrderID), the ID the thank-you page for the same order carried.
+// The event ID is EventID(opt.IDKey, name, n.OrderID), the ID the thank-you page for the same
+// order carried. Without opt.IDKey the error wraps ErrNoIDKey.
 // Refunds, chargebacks, cancellations and other non-sales return an error wrapping
 // ErrNotConversion: the caller records them and sends nothing. A test notification gives an event
 // marked Test, which Routes sends only where a test event code is configured.
 func FromNotification(n postback.Notification, v *store.Visitor, opt Options) (event.Event, error) {
 	if !n.Kind.IsConversion() {
 		return event.Event{}, fmt.Errorf("conversion: %s notification from %s: %w", n.Kind, n.Source, ErrNotConversion)
+	}
+	if opt.IDKey.IsZero() {
+		return event.Event{}, fmt.Errorf("conversion: %s notification from %s: %w", n.Kind, n.Source, ErrNoIDKey)
 	}
 	now := opt.now()
 	e := event.Event{
@@ -234,7 +246,7 @@ func orderAndEventID(name, rawOrderID string, opt Options) (orderID, eventID str
 	if orderID == "" {
 		return "", RandomEventID(opt.Rand)
 	}
-	return orderID, EventID(name, orderID)
+	return orderID, EventID(opt.IDKey, name, orderID)
 }
 
 // moneyFields validates a value and currency, dropping what is invalid.
@@ -334,8 +346,9 @@ type Request struct {
 
 // FromRequest makes the event of a conversion rule or a browser event on a request of the site.
 //
-// The event ID is c.ID when the browser already fired the event with one, else EventID(name,
-// order ID) when there is an order ID, else random. The value must be a non-negative decimal, the
+// The event ID is c.ID when the browser already fired the event with one, else EventID(opt.IDKey,
+// name, order ID) when there is an order ID, else random. Without opt.IDKey the error wraps
+// ErrNoIDKey. The value must be a non-negative decimal, the
 // currency an ISO 4217 code, content IDs bounded (see CleanContentIDs); what fails is left out and
 // returned as drops, and the event is still made. An invalid name or browser event ID is an error:
 // there is no event to speak of. The drops are returned, not told to opt.Dropped. v is the visitor record after this request's ApplyIdentity, nil
@@ -345,6 +358,9 @@ func FromRequest(c Conversion, v *store.Visitor, req Request, opt Options) (even
 	name := strings.TrimSpace(c.Name)
 	if name == "" || len(name) > maxEventNameLength || !printable(name) {
 		return event.Event{}, nil, fmt.Errorf("conversion: %w", ErrEventName)
+	}
+	if opt.IDKey.IsZero() {
+		return event.Event{}, nil, fmt.Errorf("conversion: %s: %w", name, ErrNoIDKey)
 	}
 	var drops []Drop
 	opt.Dropped = func(d Drop) { drops = append(drops, d) }

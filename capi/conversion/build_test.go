@@ -88,7 +88,7 @@ func TestFromNotificationJoinedSale(t *testing.T) {
 	if err != nil || !found || by != JoinedByTrackingID {
 		t.Fatalf("Join = (%v, %q, %v)", found, by, err)
 	}
-	e, err := FromNotification(n, &v, Options{DefaultCountry: "US", Now: func() time.Time { return t0.Add(3 * time.Hour) }})
+	e, err := FromNotification(n, &v, Options{IDKey: testIDKey, DefaultCountry: "US", Now: func() time.Time { return t0.Add(3 * time.Hour) }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,7 +99,7 @@ func TestFromNotificationJoinedSale(t *testing.T) {
 		got, want any
 	}{
 		{"name", e.Name, "Purchase"},
-		{"event ID shared with the thank-you page", e.ID, EventID("Purchase", "CB123")},
+		{"event ID shared with the thank-you page", e.ID, EventID(testIDKey, "Purchase", "CB123")},
 		{"time is the sale's", e.Time, n.Occurred},
 		{"action source", e.ActionSource, event.ActionWebsite},
 		{"source URL is the last page, without the email in its query or the fragment", e.SourceURL, "https://shop.example/thank-you?order=CB123"},
@@ -146,7 +146,7 @@ func TestFromNotificationUnjoined(t *testing.T) {
 	n := clickBankSale()
 	n.Join = postback.Join{FBCLID: "IwAR_fromVendorVar", GCLID: "gclid-from-meta"}
 	n.IP, n.UserAgent = "2001:db8::1", "Shopify Checkout UA"
-	e, err := FromNotification(n, nil, Options{EventName: "Subscribe", Now: func() time.Time { return t0.Add(3 * time.Hour) }})
+	e, err := FromNotification(n, nil, Options{IDKey: testIDKey, EventName: "Subscribe", Now: func() time.Time { return t0.Add(3 * time.Hour) }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -155,7 +155,7 @@ func TestFromNotificationUnjoined(t *testing.T) {
 		got, want any
 	}{
 		{"configured name", e.Name, "Subscribe"},
-		{"ID from the configured name", e.ID, EventID("Subscribe", "CB123")},
+		{"ID from the configured name", e.ID, EventID(testIDKey, "Subscribe", "CB123")},
 		{"action source", e.ActionSource, event.ActionSystemGenerated},
 		{"no source URL", e.SourceURL, ""},
 		{"no external_id without a visitor", e.User.ExternalID, ""},
@@ -170,7 +170,7 @@ func TestFromNotificationUnjoined(t *testing.T) {
 	}
 
 	n.Join = postback.Join{}
-	e, err = FromNotification(n, nil, Options{Now: fixedNow})
+	e, err = FromNotification(n, nil, Options{IDKey: testIDKey, Now: fixedNow})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -184,7 +184,7 @@ func TestFromNotificationUnjoined(t *testing.T) {
 
 func TestFromNotificationJoinedVisitorWithoutPageIsSystemGenerated(t *testing.T) {
 	v := store.Visitor{ID: buyerVID, User: event.User{IP: "198.51.100.2"}} // no page, no user agent
-	e, err := FromNotification(clickBankSale(), &v, Options{Now: fixedNow})
+	e, err := FromNotification(clickBankSale(), &v, Options{IDKey: testIDKey, Now: fixedNow})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -217,7 +217,7 @@ func TestFromNotificationKinds(t *testing.T) {
 		t.Run(tt.kind.String(), func(t *testing.T) {
 			n := clickBankSale()
 			n.Kind, n.Test = tt.kind, tt.test
-			e, err := FromNotification(n, nil, Options{Now: fixedNow})
+			e, err := FromNotification(n, nil, Options{IDKey: testIDKey, Now: fixedNow})
 			if tt.wantErr {
 				if !errors.Is(err, ErrNotConversion) {
 					t.Fatalf("err = %v, want ErrNotConversion", err)
@@ -244,7 +244,7 @@ func TestFromNotificationDropsBadValues(t *testing.T) {
 		{ID: strings.Repeat("x", MaxContentIDLength+1), Quantity: 1}, {ID: "b", Price: "-3"},
 	}
 	var drops []string
-	e, err := FromNotification(n, nil, Options{Now: fixedNow, Dropped: func(d Drop) { drops = append(drops, d.Field) }})
+	e, err := FromNotification(n, nil, Options{IDKey: testIDKey, Now: fixedNow, Dropped: func(d Drop) { drops = append(drops, d.Field) }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -284,7 +284,7 @@ func TestFromRequest(t *testing.T) {
 				ContentIDs: []string{"sku-1, sku-2", "sku-1", ""}},
 			v: &v,
 			want: func(t *testing.T, e event.Event) {
-				eq(t, "id", e.ID, EventID("Purchase", "1001"))
+				eq(t, "id", e.ID, EventID(testIDKey, "Purchase", "1001"))
 				eq(t, "value", e.Value, "49.90")
 				eq(t, "currency", e.Currency, "EUR")
 				eq(t, "order", e.OrderID, "1001")
@@ -307,7 +307,7 @@ func TestFromRequest(t *testing.T) {
 			name: "no order ID: random",
 			c:    Conversion{Name: "Lead"},
 			want: func(t *testing.T, e event.Event) {
-				if !ValidEventID(e.ID) || e.ID == EventID("Lead", "") {
+				if !ValidEventID(e.ID) || e.ID == EventID(testIDKey, "Lead", "") {
 					t.Errorf("id %q", e.ID)
 				}
 			},
@@ -346,7 +346,7 @@ func TestFromRequest(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			r := req
 			r.VisitorID = buyerVID
-			e, drops, err := FromRequest(tt.c, tt.v, r, Options{Now: fixedNow})
+			e, drops, err := FromRequest(tt.c, tt.v, r, Options{IDKey: testIDKey, Now: fixedNow})
 			if tt.wantErr != nil {
 				if !errors.Is(err, tt.wantErr) {
 					t.Fatalf("err = %v, want %v", err, tt.wantErr)

@@ -3,11 +3,13 @@
 // to the visitor who clicked the ad, decides which platforms each event goes to, and folds what a
 // request or a captured form tells about a visitor into the visitor record.
 //
-// It owns the event ID scheme (DESIGN §5: deterministic from event name and order ID, so the
-// thank-you page, the shop's webhook and the network's postback for one order count once), the
+// It owns the event ID scheme (DESIGN §5: deterministic from event name and order ID under the
+// installation's secret IDKey, so the thank-you page, the shop's webhook and the network's
+// postback for one order count once, and no browser can compute an order's ID in advance), the
 // order in which a postback's keys find a visitor (DESIGN §7), the choice between action sources
 // website and system_generated, the validation of values, currencies and content IDs that arrive
-// from outside, and the routing of events to platforms.
+// from outside, and the routing of events to platforms. It does not keep the key: the caller
+// stores it with the installation and passes it in Options.
 //
 // A postback route, once the notification is verified and recorded:
 //

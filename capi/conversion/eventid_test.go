@@ -2,16 +2,22 @@ package conversion
 
 import (
 	"bytes"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
 // TestEventIDMatchesGolden pins the scheme: the IDs in testdata were computed by a separate
-// implementation (Python's hashlib), and a change of any of them would make an order's webhook after
-// a deploy miss the thank-you page's ID from before it.
+// implementation (Python's hmac module), and a change of any of them would make an order's webhook
+// after a deploy miss the thank-you page's ID from before it.
 func TestEventIDMatchesGolden(t *testing.T) {
 	b, err := os.ReadFile(filepath.Join("testdata", "event_ids.golden.json"))
 	if err != nil {
@@ -19,6 +25,7 @@ func TestEventIDMatchesGolden(t *testing.T) {
 	}
 	var golden struct {
 		IDs []struct {
+			Key     string `json:"key"`
 			Name    string `json:"name"`
 			OrderID string `json:"order_id"`
 			EventID string `json:"event_id"`
@@ -30,15 +37,28 @@ func TestEventIDMatchesGolden(t *testing.T) {
 	if len(golden.IDs) == 0 {
 		t.Fatal("no golden IDs")
 	}
+	keys := map[IDKey]bool{}
 	for _, g := range golden.IDs {
-		if got := EventID(g.Name, g.OrderID); got != g.EventID {
-			t.Errorf("EventID(%q, %q) = %s, golden %s", g.Name, g.OrderID, got, g.EventID)
+		raw, err := hex.DecodeString(g.Key)
+		if err != nil {
+			t.Fatal(err)
 		}
+		key, err := ParseIDKey(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys[key] = true
+		if got := EventID(key, g.Name, g.OrderID); got != g.EventID {
+			t.Errorf("EventID(key %s…, %q, %q) = %s, golden %s", g.Key[:8], g.Name, g.OrderID, got, g.EventID)
+		}
+	}
+	if len(keys) < 2 {
+		t.Error("the golden file should pin IDs under more than one key")
 	}
 }
 
 func TestEventIDIsDeterministicPerNameAndOrder(t *testing.T) {
-	purchase := EventID("Purchase", "1001")
+	purchase := EventID(testIDKey, "Purchase", "1001")
 	tests := []struct {
 		name       string
 		event, ord string
@@ -55,7 +75,7 @@ func TestEventIDIsDeterministicPerNameAndOrder(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := EventID(tt.event, tt.ord)
+			got := EventID(testIDKey, tt.event, tt.ord)
 			if (got == purchase) != tt.same {
 				t.Errorf("EventID(%q, %q) = %s; equal to Purchase/1001's %s: %v, want %v", tt.event, tt.ord, got, purchase, got == purchase, tt.same)
 			}
@@ -64,13 +84,80 @@ func TestEventIDIsDeterministicPerNameAndOrder(t *testing.T) {
 			}
 		})
 	}
-	if EventID("Purchase", "ABC") == EventID("Purchase", "abc") {
+	if EventID(testIDKey, "Purchase", "ABC") == EventID(testIDKey, "Purchase", "abc") {
 		t.Error("order IDs differing in case share an event ID")
 	}
 }
 
+// TestEventIDDependsOnTheKey: two installations never share an order's ID, and a key that differs
+// in one bit gives an unrelated ID.
+func TestEventIDDependsOnTheKey(t *testing.T) {
+	other := testIDKey
+	other[IDKeySize-1] ^= 1
+	drawn, err := NewIDKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, order := range []string{"1001", "1002", "ABC-123", "注文-42"} {
+		a, b, c := EventID(testIDKey, "Purchase", order), EventID(other, "Purchase", order), EventID(drawn, "Purchase", order)
+		if a == b || a == c || b == c {
+			t.Errorf("order %q: keys differing in one bit or drawn at random share an ID (%s %s %s)", order, a, b, c)
+		}
+		if EventID(testIDKey, "Purchase", order) != a {
+			t.Errorf("order %q: the same key gave two IDs", order)
+		}
+	}
+}
+
+// TestEventIDIsNotComputableFromPublicInputs: what someone who knows the scheme, the event name
+// and the order number — but not the key — can compute never equals the real ID. These are the
+// derivations an attacker would try: the unkeyed v1 scheme (which shipped), an unkeyed hash of the
+// v2 message, HMAC under the zero key, an empty key or a guessed one.
+func TestEventIDIsNotComputableFromPublicInputs(t *testing.T) {
+	unkeyed := func(domain, name, order string) string {
+		sum := sha256.Sum256([]byte(domain + name + "\x00" + order))
+		return hex.EncodeToString(sum[:EventIDLength/2])
+	}
+	hmacUnder := func(key []byte, name, order string) string {
+		m := hmac.New(sha256.New, key)
+		m.Write([]byte(eventIDDomain + name + "\x00" + order))
+		return hex.EncodeToString(m.Sum(nil)[:EventIDLength/2])
+	}
+	guessed := IDKey{}
+	copy(guessed[:], "shop.example.com capi event key!")
+	for _, order := range []string{"1001", "1002", "cs_test_a1B2c3D4e5F6g7H8"} {
+		real := EventID(testIDKey, "Purchase", order)
+		if real != hmacUnder(testIDKey[:], "Purchase", order) {
+			t.Fatalf("EventID is not HMAC-SHA256 under the key it was given")
+		}
+		for what, id := range map[string]string{
+			"unkeyed v1 scheme":       unkeyed("capi-event-v1\x00", "Purchase", order),
+			"unkeyed v2 message":      unkeyed(eventIDDomain, "Purchase", order),
+			"HMAC under a zero key":   hmacUnder(make([]byte, IDKeySize), "Purchase", order),
+			"HMAC under an empty key": hmacUnder(nil, "Purchase", order),
+			"a guessed key":           EventID(guessed, "Purchase", order),
+		} {
+			if id == real {
+				t.Errorf("order %q: the %s reproduces the real ID %s", order, what, real)
+			}
+		}
+	}
+}
+
+// TestEventIDWithZeroKeyIsRandom: the zero key never derives, because an ID under a key everyone
+// knows is exactly the hole the key closes.
+func TestEventIDWithZeroKeyIsRandom(t *testing.T) {
+	a, b := EventID(IDKey{}, "Purchase", "1001"), EventID(IDKey{}, "Purchase", "1001")
+	if a == b {
+		t.Fatalf("the zero key derived the same ID %s twice", a)
+	}
+	if len(a) != EventIDLength || !ValidEventID(a) {
+		t.Errorf("zero-key ID %q has the wrong shape", a)
+	}
+}
+
 func TestEventIDWithoutOrderIsRandom(t *testing.T) {
-	a, b := EventID("Purchase", ""), EventID("Purchase", "  ")
+	a, b := EventID(testIDKey, "Purchase", ""), EventID(testIDKey, "Purchase", "  ")
 	if a == b {
 		t.Fatalf("two order-less events share the ID %s: the platforms would drop the second", a)
 	}
@@ -78,6 +165,72 @@ func TestEventIDWithoutOrderIsRandom(t *testing.T) {
 		if len(id) != EventIDLength || !ValidEventID(id) {
 			t.Errorf("random ID %q has the wrong shape", id)
 		}
+	}
+}
+
+func TestNewIDKey(t *testing.T) {
+	fixed := bytes.Repeat([]byte{0x5c}, IDKeySize)
+	k, err := NewIDKey(bytes.NewReader(fixed))
+	if err != nil || !bytes.Equal(k[:], fixed) {
+		t.Fatalf("NewIDKey(0x5c…) = %x, %v", k[:], err)
+	}
+	a, errA := NewIDKey(nil)
+	b, errB := NewIDKey(nil)
+	if errA != nil || errB != nil || a == b || a.IsZero() {
+		t.Fatalf("two keys from crypto/rand: equal %v, zero %v, errors %v %v", a == b, a.IsZero(), errA, errB)
+	}
+	for name, r := range map[string]io.Reader{
+		"failing source": failingReader{},
+		"short source":   bytes.NewReader([]byte{1, 2, 3}),
+		"zero bytes":     bytes.NewReader(make([]byte, IDKeySize)),
+	} {
+		if k, err := NewIDKey(r); err == nil || !k.IsZero() {
+			t.Errorf("%s: NewIDKey = %v, %v; want the zero key and an error (no fallback)", name, k, err)
+		}
+	}
+}
+
+func TestParseIDKey(t *testing.T) {
+	k, err := ParseIDKey(testIDKey[:])
+	if err != nil || k != testIDKey {
+		t.Fatalf("ParseIDKey(testIDKey) = %v, %v", k == testIDKey, err)
+	}
+	for name, b := range map[string][]byte{
+		"empty":     nil,
+		"too short": testIDKey[:IDKeySize-1],
+		"too long":  append(testIDKey[:], 0),
+		"all zero":  make([]byte, IDKeySize),
+	} {
+		if k, err := ParseIDKey(b); err == nil || !k.IsZero() {
+			t.Errorf("%s: ParseIDKey accepted %d bytes", name, len(b))
+		}
+	}
+}
+
+// TestIDKeyNeverPrints: the key does not leak through the ways a value reaches a log line or an API
+// answer by accident.
+func TestIDKeyNeverPrints(t *testing.T) {
+	secret := hex.EncodeToString(testIDKey[:])
+	holder := struct{ Key IDKey }{testIDKey}
+	for _, verb := range []string{"%v", "%+v", "%#v", "%s", "%x", "%q"} {
+		for _, v := range []any{testIDKey, holder, &holder} {
+			out := fmt.Sprintf(verb, v)
+			if strings.Contains(out, secret) || strings.Contains(out, "0 1 2 3") || strings.Contains(out, "0x0, 0x1, 0x2") {
+				t.Errorf("fmt %s of %T shows the key: %s", verb, v, out)
+			}
+		}
+	}
+	if out, err := json.Marshal(holder); err == nil {
+		t.Errorf("json.Marshal of a struct holding the key succeeded: %s", out)
+	}
+}
+
+func TestBuildersRefuseTheZeroKey(t *testing.T) {
+	if _, _, err := FromRequest(Conversion{Name: "Purchase", OrderID: "1001"}, nil, Request{}, Options{Now: fixedNow}); !errors.Is(err, ErrNoIDKey) {
+		t.Errorf("FromRequest without a key: %v, want ErrNoIDKey", err)
+	}
+	if _, err := FromNotification(clickBankSale(), nil, Options{Now: fixedNow}); !errors.Is(err, ErrNoIDKey) {
+		t.Errorf("FromNotification without a key: %v, want ErrNoIDKey", err)
 	}
 }
 
@@ -113,7 +266,7 @@ func TestValidEventID(t *testing.T) {
 		id   string
 		want bool
 	}{
-		{EventID("Purchase", "1"), true},
+		{EventID(testIDKey, "Purchase", "1"), true},
 		{"0123456789abcdef0123456789abcdef", true},
 		{"order_1001-Purchase", true},
 		{"550e8400-e29b-41d4-a716-446655440000", true}, // a UUID from another tool

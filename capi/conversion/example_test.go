@@ -8,15 +8,20 @@ import (
 )
 
 // The thank-you page and the shop's webhook for order 1001 carry one event ID, so each platform
-// counts the purchase once; a Lead for the same order is another event.
+// counts the purchase once; a Lead for the same order is another event. The key is the
+// installation's, drawn once with NewIDKey and stored; this one is fixed for the example.
 func ExampleEventID() {
-	page := conversion.EventID("Purchase", "1001")
-	webhook := conversion.EventID("Purchase", " 1001\n")
+	var key conversion.IDKey
+	for i := range key {
+		key[i] = byte(i)
+	}
+	page := conversion.EventID(key, "Purchase", "1001")
+	webhook := conversion.EventID(key, "Purchase", " 1001\n")
 	fmt.Println(page, page == webhook)
-	fmt.Println(conversion.EventID("Lead", "1001"))
+	fmt.Println(conversion.EventID(key, "Lead", "1001"))
 	// Output:
-	// 3eac3300f0fa82aae2fcc98b52ac6eb4 true
-	// 54a12dbd197b5073a1d9e694bb2848f8
+	// 3c6f60f9ba1fef42e1e5c737720ac639 true
+	// 8b21c00acba3bb92db35c389eebfbbbe
 }
 
 func ExampleRoutes_Platforms() {

@@ -26,7 +26,7 @@ func FuzzValidEventID(f *testing.F) {
 			}
 		}
 		// Every ID this package makes passes, whatever the name and order.
-		if id := EventID(s, orderID); !ValidEventID(id) || len(id) != EventIDLength {
+		if id := EventID(testIDKey, s, orderID); !ValidEventID(id) || len(id) != EventIDLength {
 			t.Fatalf("EventID(%q, %q) = %q is not valid", s, orderID, id)
 		}
 	})
@@ -157,7 +157,7 @@ func FuzzFromRequest(f *testing.F) {
 	f.Fuzz(func(t *testing.T, name, id, value, cur, order, contents, pageURL, ip, lang string) {
 		e, drops, err := FromRequest(
 			Conversion{Name: name, ID: id, Value: value, Currency: cur, OrderID: order, ContentIDs: []string{contents}},
-			nil, Request{URL: pageURL, IP: ip, AcceptLanguage: lang, UserAgent: name}, Options{Now: fixedNow})
+			nil, Request{URL: pageURL, IP: ip, AcceptLanguage: lang, UserAgent: name}, Options{IDKey: testIDKey, Now: fixedNow})
 		if err != nil {
 			return
 		}
@@ -169,7 +169,7 @@ func FuzzFromRequest(f *testing.F) {
 				t.Fatalf("value %q unsendable", e.Value)
 			}
 		}
-		if e.OrderID != "" && e.ID != EventID(e.Name, e.OrderID) && id == "" {
+		if e.OrderID != "" && e.ID != EventID(testIDKey, e.Name, e.OrderID) && id == "" {
 			t.Fatalf("order %q but ID %q is not derived from it", e.OrderID, e.ID)
 		}
 		for _, d := range drops {

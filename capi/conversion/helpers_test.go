@@ -17,6 +17,16 @@ var t0 = time.Date(2026, 11, 20, 15, 4, 5, 0, time.UTC)
 
 func fixedNow() time.Time { return t0 }
 
+// testIDKey is the tests' installation key: the bytes 0x00 to 0x1f, the key of the golden vectors
+// in testdata/event_ids.golden.json.
+var testIDKey = func() IDKey {
+	var k IDKey
+	for i := range k {
+		k[i] = byte(i)
+	}
+	return k
+}()
+
 // newStore opens the real bbolt visitor store on a file in a temporary directory.
 func newStore(t testing.TB) store.Store {
 	t.Helper()
