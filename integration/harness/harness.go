@@ -11,6 +11,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -408,14 +409,7 @@ func (c *Caddy) Reload(caddyfile string) error {
 	if err != nil {
 		c.t.Fatalf("harness: %v", err)
 	}
-	req, err := http.NewRequest(http.MethodPost, c.AdminURL("/load"), strings.NewReader(text))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", "text/caddyfile")
-	// Caddy's admin endpoint checks Origin against its own address.
-	req.Header.Set("Origin", c.AdminURL(""))
-	resp, err := (&http.Client{Timeout: time.Minute}).Do(req)
+	resp, err := c.postLoad(text)
 	if err != nil {
 		return fmt.Errorf("reload: %w", err)
 	}
@@ -429,6 +423,28 @@ func (c *Caddy) Reload(caddyfile string) error {
 	c.mu.Unlock()
 	// A later Restart starts from the config now in use.
 	return os.WriteFile(c.ConfigPath(), []byte(text), 0o600)
+}
+
+// postLoad posts a Caddyfile to the admin endpoint's /load. Caddy replaces its admin server on
+// every config load, so for a moment after a reload the admin port refuses connections; a refused
+// connection never reached Caddy, so it is retried for a few seconds.
+func (c *Caddy) postLoad(text string) (*http.Response, error) {
+	client := &http.Client{Timeout: time.Minute}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		req, err := http.NewRequest(http.MethodPost, c.AdminURL("/load"), strings.NewReader(text))
+		if err != nil {
+			return nil, err
+		}
+		req.Header.Set("Content-Type", "text/caddyfile")
+		// Caddy's admin endpoint checks Origin against its own address.
+		req.Header.Set("Origin", c.AdminURL(""))
+		resp, err := client.Do(req)
+		if err == nil || !errors.Is(err, syscall.ECONNREFUSED) || time.Now().After(deadline) {
+			return resp, err
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // Port returns the loopback port allocated under name: "" is the main site, "https" the HTTPS
