@@ -100,6 +100,15 @@ type Store interface {
 	MarkSeen(ctx context.Context, key string, ttl time.Duration) (first bool, err error)
 }
 
+// Batcher is implemented by a Store that can write many visitor records in one durable write
+// (Bolt's UpdateMany: one transaction, one fsync). It is optional: a writer with a burst of records
+// type-asserts it and falls back to one Update each.
+type Batcher interface {
+	// UpdateMany applies each change as Update would, and returns one error per change, nil when
+	// it was written. A change that fails does not stop the others.
+	UpdateMany(ctx context.Context, changes []Change) []error
+}
+
 // Options configure a Store implementation.
 type Options struct {
 	// TTL is how long a record lives after its last update. Default DefaultTTL (90 days).

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"reflect"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -81,6 +82,7 @@ func Run(t *testing.T, newStore Factory) {
 	t.Run("ExpiresAfterTTLSinceUpdate", func(t *testing.T) { testExpiry(t, open) })
 	t.Run("ExpiredRecordDoesNotComeBack", func(t *testing.T) { testNoResurrection(t, open) })
 	t.Run("MarkSeen", func(t *testing.T) { testMarkSeen(t, open) })
+	t.Run("ConcurrentMarkSeenCountsEachKeyOnce", func(t *testing.T) { testMarkSeenConcurrent(t, open) })
 	t.Run("ConcurrentUpdatesLoseNothing", func(t *testing.T) { testConcurrent(t, open) })
 	t.Run("CancelledContextIsAnError", func(t *testing.T) { testCancelled(t, open) })
 }
@@ -485,6 +487,47 @@ func testMarkSeen(t *testing.T, open opener) {
 		first, err := s.MarkSeen(ctx, st.key, st.ttl)
 		if err != nil || first != st.first {
 			t.Fatalf("step %d: MarkSeen(%q, %v) = %v, %v; want %v", i, st.key, st.ttl, first, err, st.first)
+		}
+	}
+}
+
+// testMarkSeenConcurrent: however concurrent callers are grouped into writes, each key has exactly
+// one first sighting, the answer holds once the call returns, and a key is not confused with another.
+func testMarkSeenConcurrent(t *testing.T, open opener) {
+	s, _ := open(t)
+	ctx := context.Background()
+	const keys, callers = 50, 8
+	var firsts [keys]atomic.Int32
+	var wg sync.WaitGroup
+	errs := make(chan error, callers)
+	for c := range callers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range keys {
+				k := (i + c*7) % keys // callers race on the same keys in different orders
+				first, err := s.MarkSeen(ctx, fmt.Sprintf("conversion/Purchase/order-%d", k), time.Hour)
+				if err != nil {
+					errs <- err
+					return
+				}
+				if first {
+					firsts[k].Add(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	for k := range keys {
+		if n := firsts[k].Load(); n != 1 {
+			t.Errorf("key %d: %d of %d concurrent callers were told first; want exactly 1", k, n, callers)
+		}
+		if first, err := s.MarkSeen(ctx, fmt.Sprintf("conversion/Purchase/order-%d", k), time.Hour); err != nil || first {
+			t.Errorf("key %d after the race: MarkSeen = %v, %v; want false, nil", k, first, err)
 		}
 	}
 }
