@@ -230,18 +230,6 @@ func (s *Bolt) UpdateMany(ctx context.Context, changes []Change) []error {
 	if len(pending) == 0 {
 		return errs
 	}
-	// Lock every stripe the batch touches, in order, so that two batches cannot deadlock and no
-	// cache fill of these records can slip in between the write and its invalidation.
-	var stripes [lockStripes]bool
-	for _, i := range pending {
-		stripes[maphash.String(s.seed, changes[i].ID)%lockStripes] = true
-	}
-	for i := range stripes {
-		if stripes[i] {
-			s.locks[i].Lock()
-			defer s.locks[i].Unlock()
-		}
-	}
 	now := s.opts.Now()
 	for len(pending) > 0 {
 		failed := -1 // the change whose write broke the transaction, retried without it
@@ -276,13 +264,36 @@ func (s *Bolt) UpdateMany(ctx context.Context, changes []Change) []error {
 		errs[failed] = fmt.Errorf("store: update visitor %s: %w", redactID(changes[failed].ID), err)
 		pending = slices.DeleteFunc(pending, func(i int) bool { return i == failed })
 	}
-	if s.cache != nil {
-		for _, c := range changes {
-			s.cache.Del(c.ID)
-		}
-		s.cache.Wait()
-	}
+	s.cacheDropMany(changes)
 	return errs
+}
+
+// cacheDropMany invalidates the records of changes after their transaction. Unlike Update it does
+// not hold the records' locks across the transaction: a batch touches most stripes, and a Get that
+// misses the cache on the request path would wait for the whole batch and its fsync. Taking each
+// stripe's lock for the invalidation is enough: a reader that loaded a record before the commit
+// holds its stripe's read lock until it has put that record in the cache, so the invalidation comes
+// after it; a reader that comes later reads the committed record.
+func (s *Bolt) cacheDropMany(changes []Change) {
+	if s.cache == nil {
+		return
+	}
+	var stripes [lockStripes][]string
+	for _, c := range changes {
+		i := maphash.String(s.seed, c.ID) % lockStripes
+		stripes[i] = append(stripes[i], c.ID)
+	}
+	for i, ids := range stripes {
+		if len(ids) == 0 {
+			continue
+		}
+		s.locks[i].Lock()
+		for _, id := range ids {
+			s.cache.Del(id)
+		}
+		s.locks[i].Unlock()
+	}
+	s.cache.Wait()
 }
 
 // edit is a record change worked out but not yet written: fn has run and the result passed

@@ -344,3 +344,56 @@ func processCPU() time.Duration {
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
+
+// TestBoltUpdateManyLeavesNoStaleCache: readers filling the cache while batches rewrite the same
+// records never leave an old record behind once the batch has returned.
+func TestBoltUpdateManyLeavesNoStaleCache(t *testing.T) {
+	s, _ := openBolt(t, filepath.Join(t.TempDir(), "capi.db"), store.Options{})
+	ctx := context.Background()
+	const records, rounds = 64, 20
+	ids := make([]string, records)
+	for i := range ids {
+		ids[i] = fmt.Sprint("visitor-", i)
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for r := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := r; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if _, _, err := s.Get(ctx, ids[i%records]); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	for round := range rounds {
+		changes := make([]store.Change, records)
+		for i, id := range ids {
+			changes[i] = store.Change{ID: id, Fn: func(v *store.Visitor) error {
+				v.LastPageURL = fmt.Sprint("https://shop.example/p/", round)
+				return nil
+			}}
+		}
+		for _, err := range s.UpdateMany(ctx, changes) {
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, id := range ids {
+			v, ok, err := s.Get(ctx, id)
+			if want := fmt.Sprint("https://shop.example/p/", round); err != nil || !ok || v.LastPageURL != want {
+				t.Fatalf("round %d: Get(%s) = %q, %v, %v; want %q (a stale cached record)", round, id, v.LastPageURL, ok, err, want)
+			}
+		}
+	}
+	close(stop)
+	wg.Wait()
+}
