@@ -372,23 +372,22 @@ func (e *edge) visitorRecord(ctx context.Context, v *visit) *store.Visitor {
 func (e *edge) remember(v *visit, html bool) {
 	req, now := v.req, e.now()
 	req.HTML = html
-	e.writer.submit(jobVisitor, func(ctx context.Context) error {
+	e.writer.submitVisitor(func(ctx context.Context) (visitorWrite, error) {
 		visitors, err := e.storage.edgeVisitors(ctx)
 		if err != nil {
-			return err
+			return visitorWrite{}, err
 		}
 		old, found, err := visitors.Get(ctx, v.id.VisitorID)
 		if err != nil {
-			return err
+			return visitorWrite{}, err
 		}
 		if found && !e.visitChanges(old, v, req, now) {
-			return nil
+			return visitorWrite{}, nil
 		}
-		_, err = visitors.Update(ctx, v.id.VisitorID, func(rec *store.Visitor) error {
+		return visitorWrite{visitors: visitors, change: store.Change{ID: v.id.VisitorID, Fn: func(rec *store.Visitor) error {
 			e.applyVisit(rec, v, req, now)
 			return nil
-		})
-		return err
+		}}}, nil
 	})
 }
 

@@ -7,6 +7,8 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
+
+	"github.com/caddy-capi/caddy-capi/capi/store"
 )
 
 // Why the edge writes visitor records in the background:
@@ -20,6 +22,13 @@ import (
 // last write is older than pageURLRefresh, or a record older than visitorRefresh, which keeps the
 // visitor_ttl sliding for a visitor who returns unchanged. A full channel drops the job and counts
 // it (caddy_capi_background_writes_dropped_total); nothing is dropped silently.
+//
+// A new visitor always writes, so a burst of them (a campaign's landing page) is a burst of writes,
+// and at one fsync each the writer would fall behind and drop. So the writer takes what is waiting
+// (up to backgroundGroup jobs) at once, and a store that implements store.Batcher gets the visitor
+// records of the group in one transaction, one fsync: the more jobs wait, the more share a sync, and
+// the backlog cannot grow at the rate of the disk. A record whose change fails does not fail the
+// others.
 //
 // What must be in the record before the response goes out is written on the request path instead:
 // a captured form (the thank-you page that follows reads it), and the idempotency key of a
@@ -35,7 +44,10 @@ const (
 	// backgroundQueueSize bounds the jobs waiting for the writer: at about a millisecond per
 	// write, a second or two of backlog.
 	backgroundQueueSize = 1024
-	// backgroundJobTimeout bounds one job, storage wait included.
+	// backgroundGroup bounds the jobs the writer takes at once, and so the visitor records one
+	// transaction carries.
+	backgroundGroup = 256
+	// backgroundJobTimeout bounds one group of jobs, storage wait included.
 	backgroundJobTimeout = 10 * time.Second
 	// backgroundDrain is how long the last release lets waiting jobs finish.
 	backgroundDrain = 3 * time.Second
@@ -44,13 +56,23 @@ const (
 	jobPageView = "page_view"
 )
 
+// backgroundJob is either a job of its own (run) or a visitor record change to write with the others
+// waiting (visit).
 type backgroundJob struct {
-	kind string
-	run  func(ctx context.Context) error
+	kind  string
+	run   func(ctx context.Context) error
+	visit func(ctx context.Context) (visitorWrite, error)
 }
 
-// backgroundWriter runs jobs one at a time, off the request path, on its own lifetime: it ends in
-// Destruct, never with a config's context.
+// visitorWrite is what a visitor job decided to write: one change to a record of visitors, or
+// nothing when visitors is nil.
+type visitorWrite struct {
+	visitors store.Store
+	change   store.Change
+}
+
+// backgroundWriter runs jobs off the request path, a group at a time, on its own lifetime: it ends
+// in Destruct, never with a config's context.
 type backgroundWriter struct {
 	jobs   chan backgroundJob
 	logger *zap.Logger
@@ -80,53 +102,136 @@ func newBackgroundWriter() *backgroundWriter {
 // submit hands a job to the writer without waiting; a full queue or a stopped writer drops it and
 // counts the drop.
 func (w *backgroundWriter) submit(kind string, run func(ctx context.Context) error) bool {
+	return w.enqueue(backgroundJob{kind: kind, run: run})
+}
+
+// submitVisitor hands the writer a visitor job: decide reads the record and returns the change to
+// write, if any, which the writer writes together with the other visitor changes waiting. Like
+// submit it never waits.
+func (w *backgroundWriter) submitVisitor(decide func(ctx context.Context) (visitorWrite, error)) bool {
+	return w.enqueue(backgroundJob{kind: jobVisitor, visit: decide})
+}
+
+func (w *backgroundWriter) enqueue(j backgroundJob) bool {
 	w.mu.RLock()
 	defer w.mu.RUnlock()
 	if !w.stopped {
 		select {
-		case w.jobs <- backgroundJob{kind: kind, run: run}:
+		case w.jobs <- j:
 			return true
 		default:
 		}
 	}
-	edgeStats().backgroundDropped.WithLabelValues(kind).Inc()
+	edgeStats().backgroundDropped.WithLabelValues(j.kind).Inc()
 	return false
 }
 
 func (w *backgroundWriter) loop() {
 	defer close(w.done)
+	group := make([]backgroundJob, 0, backgroundGroup)
 	for {
 		select {
 		case j := <-w.jobs:
-			w.runJob(context.Background(), j)
+			group = w.gather(append(group[:0], j))
+			w.runGroup(context.Background(), group)
 		case <-w.ctx.Done():
 			// No job can be submitted any more; finish the waiting ones within the drain time.
 			drain, cancel := context.WithTimeout(context.Background(), backgroundDrain)
 			defer cancel()
 			for {
-				select {
-				case j := <-w.jobs:
-					if drain.Err() != nil {
-						edgeStats().backgroundDropped.WithLabelValues(j.kind).Inc()
-						continue
-					}
-					w.runJob(drain, j)
-				default:
+				group = w.gather(group[:0])
+				if len(group) == 0 {
 					return
 				}
+				if drain.Err() != nil {
+					for _, j := range group {
+						edgeStats().backgroundDropped.WithLabelValues(j.kind).Inc()
+					}
+					continue
+				}
+				w.runGroup(drain, group)
 			}
 		}
 	}
 }
 
-func (w *backgroundWriter) runJob(parent context.Context, j backgroundJob) {
+// gather adds the jobs already waiting to group, up to backgroundGroup, without waiting for more.
+func (w *backgroundWriter) gather(group []backgroundJob) []backgroundJob {
+	for len(group) < backgroundGroup {
+		select {
+		case j := <-w.jobs:
+			group = append(group, j)
+		default:
+			return group
+		}
+	}
+	return group
+}
+
+// runGroup runs the jobs of a group: each visitor job decides its change, then the changes are
+// written per store, in one UpdateMany where the store has it; the other jobs run after, in order.
+func (w *backgroundWriter) runGroup(parent context.Context, group []backgroundJob) {
 	ctx, cancel := context.WithTimeout(parent, backgroundJobTimeout)
 	defer cancel()
-	if err := j.run(ctx); err != nil {
-		edgeStats().backgroundFailed.WithLabelValues(j.kind).Inc()
-		if c := w.logger.Check(zap.WarnLevel, "capi background write failed"); c != nil {
-			c.Write(zap.String("kind", j.kind), zap.Error(err))
+	var writes []visitorWrite
+	for _, j := range group {
+		if j.visit == nil {
+			continue
 		}
+		vw, err := j.visit(ctx)
+		if err != nil {
+			w.failed(j.kind, err)
+			continue
+		}
+		if vw.visitors != nil {
+			writes = append(writes, vw)
+		}
+	}
+	for len(writes) > 0 {
+		// One storage per writer in practice; grouping by store keeps a mixed group correct.
+		visitors := writes[0].visitors
+		var changes []store.Change
+		rest := writes[:0]
+		for _, vw := range writes {
+			if vw.visitors == visitors {
+				changes = append(changes, vw.change)
+			} else {
+				rest = append(rest, vw)
+			}
+		}
+		writes = rest
+		for _, err := range writeVisitors(ctx, visitors, changes) {
+			if err != nil {
+				w.failed(jobVisitor, err)
+			}
+		}
+	}
+	for _, j := range group {
+		if j.run == nil {
+			continue
+		}
+		if err := j.run(ctx); err != nil {
+			w.failed(j.kind, err)
+		}
+	}
+}
+
+// writeVisitors writes the changes in one transaction when the store can, else one Update each.
+func writeVisitors(ctx context.Context, visitors store.Store, changes []store.Change) []error {
+	if b, ok := visitors.(store.Batcher); ok && len(changes) > 1 {
+		return b.UpdateMany(ctx, changes)
+	}
+	errs := make([]error, len(changes))
+	for i, c := range changes {
+		_, errs[i] = visitors.Update(ctx, c.ID, c.Fn)
+	}
+	return errs
+}
+
+func (w *backgroundWriter) failed(kind string, err error) {
+	edgeStats().backgroundFailed.WithLabelValues(kind).Inc()
+	if c := w.logger.Check(zap.WarnLevel, "capi background write failed"); c != nil {
+		c.Write(zap.String("kind", kind), zap.Error(err))
 	}
 }
 
