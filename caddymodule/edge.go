@@ -59,9 +59,11 @@ type edge struct {
 	// platforms are the configured platforms, whose cookies identity resolves.
 	platforms []string
 	// pixels are the browser tags to inject; injects reports that there is anything to inject.
-	pixels  pixel.Config
-	injects bool
-	routes  conversion.Routes
+	pixels pixel.Config
+	// snippets is pixels compiled once: each page splices only its own values into it.
+	snippets *pixel.Template
+	injects  bool
+	routes   conversion.Routes
 
 	conversions  []conversionRule
 	capture      caddyhttp.MatchPath
@@ -146,7 +148,8 @@ func newEdge(ctx caddy.Context, h *Handler, writer *backgroundWriter) (*edge, er
 		}
 	}
 	e.pixels.CollectPath = h.Collect
-	e.injects = e.pixels.MetaPixelID != "" || e.pixels.TikTokPixelCode != "" || e.pixels.GoogleTagID != "" || e.pixels.CollectPath != ""
+	e.snippets = pixel.Compile(e.pixels)
+	e.injects = e.snippets != nil // Compile is nil exactly when nothing is configured
 
 	e.routes = conversion.Routes{
 		Meta:           cfg.meta != nil,
@@ -270,14 +273,25 @@ func (e *edge) identify(w http.ResponseWriter, r *http.Request, repl *caddy.Repl
 	if id.VisitorID != "" {
 		repl.Set("capi.visitor_id", id.VisitorID)
 	}
-	for name, v := range map[string]string{"capi.fbclid": id.Known.FBCLID, "capi.gclid": id.Known.GCLID, "capi.ttclid": id.Known.TTCLID} {
-		if v != "" {
-			repl.Set(name, v)
-		}
+	if id.Known.FBCLID != "" {
+		repl.Set("capi.fbclid", id.Known.FBCLID)
+	}
+	if id.Known.GCLID != "" {
+		repl.Set("capi.gclid", id.Known.GCLID)
+	}
+	if id.Known.TTCLID != "" {
+		repl.Set("capi.ttclid", id.Known.TTCLID)
 	}
 
 	ip, _ := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string)
-	domain, _ := identity.CookieDomain(r.Host, e.cookieDomain)
+	// Resolve set its cookies on the domain CookieDomain gives for the same host and override; look
+	// it up again (a public suffix search) only when there were none.
+	var domain string
+	if len(id.Cookies) > 0 {
+		domain = id.Cookies[0].Domain
+	} else {
+		domain, _ = identity.CookieDomain(r.Host, e.cookieDomain)
+	}
 	v := &visit{
 		id:      id,
 		consent: consent,
@@ -632,7 +646,7 @@ func (p *page) snippet(h http.Header) []byte {
 		pg.Conversions = append(pg.Conversions, c.browser())
 	}
 	nonce := pixel.CSPNonce(h)
-	snip := pixel.Snippet(e.pixels, pg, nonce)
+	snip := e.snippets.Snippet(pg, nonce)
 	if snip == nil {
 		return nil
 	}

@@ -3,6 +3,7 @@ package inject
 import (
 	"bytes"
 	"io"
+	"sync"
 )
 
 // DefaultScanLimit is how many bytes the Injector reads looking for an anchor before it gives up
@@ -49,6 +50,8 @@ type Injector struct {
 	dst     io.Writer
 	snippet []byte
 	limit   int64
+	// gathered collects the output of the Write in progress while scanning; nil otherwise.
+	gathered *[]byte
 
 	phase phase
 	st    state
@@ -115,6 +118,11 @@ func (in *Injector) Write(p []byte) (int, error) {
 		}
 		return n, err
 	}
+	// While scanning, the pieces of p (the bytes before the anchor, the snippet, the rest) are
+	// gathered and written to dst in one call at the end of this Write: each call to an
+	// http.ResponseWriter costs a chunk and often a system call of its own.
+	in.gather()
+	defer in.scatter()
 	from := 0 // p[from:i] is scanned and not yet written
 	i := 0
 	for i < len(p) && in.phase != done {
@@ -183,11 +191,56 @@ func (in *Injector) Write(p []byte) (int, error) {
 		i++
 		in.step(c)
 	}
-	in.write(p[from:])
+	if rest := p[from:]; len(rest) > maxGathered {
+		// A large write past the anchor goes out as it is rather than be copied.
+		in.flushGathered()
+		in.scatter()
+		in.write(rest)
+	} else {
+		in.write(rest)
+		in.flushGathered()
+	}
 	if in.err != nil {
 		return 0, in.err
 	}
 	return len(p), nil
+}
+
+// maxGathered bounds the bytes after the insertion point that one Write copies to send them
+// together with what precedes them; a larger rest is written on its own.
+const maxGathered = 64 << 10
+
+// gatherPool holds the buffers Write gathers its output in, so that a page costs no allocation.
+var gatherPool = sync.Pool{New: func() any { b := make([]byte, 0, 40<<10); return &b }}
+
+// gather starts collecting what write is given instead of writing it.
+func (in *Injector) gather() {
+	in.gathered = gatherPool.Get().(*[]byte)
+	*in.gathered = (*in.gathered)[:0]
+}
+
+// flushGathered writes what was collected, in one call, and keeps collecting.
+func (in *Injector) flushGathered() {
+	if in.gathered == nil || len(*in.gathered) == 0 {
+		return
+	}
+	b := *in.gathered
+	*in.gathered = b[:0]
+	if in.err != nil {
+		return
+	}
+	if _, err := in.dst.Write(b); err != nil {
+		in.err = err
+	}
+}
+
+// scatter ends collecting (after flushGathered wrote everything) and returns the buffer.
+func (in *Injector) scatter() {
+	g := in.gathered
+	in.gathered = nil
+	if g != nil && cap(*g) <= 2*maxGathered {
+		gatherPool.Put(g)
+	}
 }
 
 // Flush writes out everything that cannot be part of an anchor. Everything except a held tag start
@@ -222,6 +275,10 @@ func (in *Injector) Close() error {
 
 func (in *Injector) write(b []byte) {
 	if in.err != nil || len(b) == 0 {
+		return
+	}
+	if in.gathered != nil {
+		*in.gathered = append(*in.gathered, b...)
 		return
 	}
 	if _, err := in.dst.Write(b); err != nil {

@@ -158,3 +158,73 @@ func TestInjectorWriteErrorIsSticky(t *testing.T) {
 		t.Fatal("want sticky error from Close")
 	}
 }
+
+// writeLog records every call its Injector makes, to see how the output is split.
+type writeLog struct {
+	calls []string
+	err   error
+}
+
+func (w *writeLog) Write(p []byte) (int, error) {
+	if w.err != nil {
+		return 0, w.err
+	}
+	w.calls = append(w.calls, string(p))
+	return len(p), nil
+}
+
+// An http.ResponseWriter turns each call into a chunk and often a system call: the bytes before the
+// anchor, the snippet and the rest of one write must leave in one call, and the bytes must not
+// wait for a later write.
+func TestInjectorWritesEachInputWriteInOneCall(t *testing.T) {
+	head := "<!doctype html><html><head><meta charset=utf-8><title>t</title>"
+	small := head + strings.Repeat("<p>x</p>", 100)
+	large := head + strings.Repeat("<p>x</p>", maxGathered/8+1)
+	title := strings.Index(head, "<title>")
+	tests := []struct {
+		name   string
+		writes []string
+		calls  []string // want
+	}{
+		{"page in one write", []string{small},
+			[]string{strings.Replace(small, "<title>", mark+"<title>", 1)}},
+		{"anchor in the second write", []string{"<!doctype html><ht", "ml><head><p>a</p>", "<p>b</p>"},
+			[]string{"<!doctype html><ht", "ml><head>" + mark + "<p>a</p>", "<p>b</p>"}},
+		// The tag start the snippet goes before ("<t", held while its name decided) leaves with it.
+		{"large rest written as it is", []string{large},
+			[]string{head[:title] + mark + "<t", large[title+2:]}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var log writeLog
+			in := NewInjector(&log, []byte(mark), 0)
+			for _, w := range tt.writes {
+				if n, err := in.Write([]byte(w)); n != len(w) || err != nil {
+					t.Fatalf("Write = %d, %v", n, err)
+				}
+			}
+			if err := in.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if len(log.calls) != len(tt.calls) {
+				t.Fatalf("%d calls to the destination, want %d:\n%q", len(log.calls), len(tt.calls), log.calls)
+			}
+			for i := range tt.calls {
+				if log.calls[i] != tt.calls[i] {
+					t.Errorf("call %d = %.80q…, want %.80q…", i, log.calls[i], tt.calls[i])
+				}
+			}
+		})
+	}
+}
+
+func TestInjectorGatheredWriteReportsDestinationError(t *testing.T) {
+	broken := errors.New("connection reset")
+	in := NewInjector(&writeLog{err: broken}, []byte(mark), 0)
+	if n, err := in.Write([]byte("<html><head><title>t</title>")); n != 0 || !errors.Is(err, broken) {
+		t.Fatalf("Write = %d, %v; want 0 and the destination's error", n, err)
+	}
+	if _, err := in.Write([]byte("more")); !errors.Is(err, broken) {
+		t.Fatalf("second Write error = %v, want the sticky destination error", err)
+	}
+}

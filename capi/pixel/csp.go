@@ -20,6 +20,9 @@ const (
 // (script-src-elem, else script-src, else default-src) in an enforced policy, else in a report-only
 // one. It returns "" when there is none; AllowScript then allows the snippet by its hash.
 func CSPNonce(h http.Header) string {
+	if !hasPolicy(h) {
+		return ""
+	}
 	for _, name := range []string{headerCSP, headerCSPReportOnly} {
 		for _, value := range h.Values(name) {
 			for _, p := range parsePolicies(value) {
@@ -49,6 +52,9 @@ func CSPNonce(h http.Header) string {
 // and break the shop's own inline scripts), and it leaves alone a directive that is exactly 'none':
 // the shop forbade every script, and the pixels stay blocked as it asked.
 func AllowScript(h http.Header, snippet []byte) {
+	if !hasPolicy(h) {
+		return // most pages: nothing to hash for
+	}
 	nonce, body, ok := splitSnippet(snippet)
 	if !ok {
 		return
@@ -78,6 +84,9 @@ func AllowScript(h http.Header, snippet []byte) {
 // Call it before AllowScript; either order produces a valid policy, but AllowScript then hashes into
 // the script-src this one may create.
 func AllowVendors(h http.Header, cfg Config) {
+	if !hasPolicy(h) {
+		return // most pages: no policy, so no grants to build
+	}
 	type grant struct {
 		chain    []string
 		specific string // the directive to create when only a fallback governs
@@ -122,6 +131,12 @@ func AllowVendors(h http.Header, cfg Config) {
 			}
 		}
 	})
+}
+
+// hasPolicy reports whether the response carries a policy, enforced or report-only. The names are
+// in canonical form, which is how http.Header.Values would look them up too.
+func hasPolicy(h http.Header) bool {
+	return len(h[headerCSP]) > 0 || len(h[headerCSPReportOnly]) > 0
 }
 
 // vendorHosts are the origins one vendor's tag uses. Meta's and TikTok's come from their base codes

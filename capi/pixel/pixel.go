@@ -12,9 +12,8 @@
 package pixel
 
 import (
-	"bytes"
 	"encoding/json"
-	"html"
+	"maps"
 	"regexp"
 	"strings"
 
@@ -132,25 +131,141 @@ var decimal = regexp.MustCompile(`^-?(0|[1-9][0-9]*)(\.[0-9]+)?$`)
 // and its PageView is not repeated (the page's own base code fired one). The page's own code that
 // runs after ours cannot be stopped from initializing the pixel again: the vendors' libraries warn
 // about a duplicate ID and carry on.
+//
+// Snippet compiles cfg on every call; a handler that serves many pages with one Config keeps the
+// Template of Compile and calls its Snippet instead, which writes the same bytes.
 func Snippet(cfg Config, page Page, nonce string) []byte {
+	return Compile(cfg).Snippet(page, nonce)
+}
+
+// Template is a Config's snippet with everything that is the same on every page rendered once: the
+// base codes of the configured platforms and the configuration part of the JSON literal (pixel IDs,
+// TikTok's event names, Google's conversion labels, the collect path). Its Snippet splices in only
+// what belongs to the page. A Template is immutable and safe for concurrent use.
+type Template struct {
+	cfg Config
+	// script is the script's text up to the JSON literal it is called with.
+	script string
+	// fixed is the literal's configuration members, each preceded by a comma, as encoding/json
+	// writes them after the page's members; valid for a page without conversions, which cannot add
+	// TikTok names.
+	fixed []byte
+}
+
+// Compile renders the parts of cfg's snippet that do not change between pages. It returns nil when
+// cfg configures no platform and no collect path; a nil Template's Snippet returns nil.
+func Compile(cfg Config) *Template {
 	if cfg.MetaPixelID == "" && cfg.TikTokPixelCode == "" && cfg.GoogleTagID == "" && cfg.CollectPath == "" {
 		return nil
 	}
-	rt := runtime{
-		EventID:    page.EventID,
-		ExternalID: page.ExternalID,
-		LDU:        page.LimitedDataUse,
-		Collect:    cfg.CollectPath,
+	cfg.GoogleConversions = maps.Clone(cfg.GoogleConversions)
+	cfg.TikTokEventNames = maps.Clone(cfg.TikTokEventNames)
+	t := &Template{cfg: cfg}
+
+	var s strings.Builder
+	s.WriteString(jsHead)
+	if cfg.MetaPixelID != "" {
+		s.WriteString(jsMeta)
 	}
+	if cfg.TikTokPixelCode != "" {
+		s.WriteString(jsTikTok)
+	}
+	if cfg.GoogleTagID != "" {
+		s.WriteString(jsGoogle)
+	}
+	s.WriteString(jsFire)
+	if cfg.MetaPixelID != "" {
+		s.WriteString(jsFireMeta)
+	}
+	if cfg.TikTokPixelCode != "" {
+		s.WriteString(jsFireTikTok)
+	}
+	if cfg.GoogleTagID != "" {
+		s.WriteString(jsFireGoogle)
+	}
+	s.WriteString(jsTail)
+	t.script = s.String()
+
+	// The configuration members of runtime, in its field order, without the page's.
+	rt := configRuntime(cfg, nil)
+	members, err := json.Marshal(struct {
+		Collect string         `json:"collect,omitempty"`
+		Meta    *metaRuntime   `json:"meta,omitempty"`
+		TikTok  *tiktokRuntime `json:"tiktok,omitempty"`
+		Google  *googleRuntime `json:"google,omitempty"`
+	}{rt.Collect, rt.Meta, rt.TikTok, rt.Google})
+	if err != nil {
+		panic("pixel: encode snippet configuration: " + err.Error()) // strings and maps of strings only
+	}
+	if inner := members[1 : len(members)-1]; len(inner) > 0 {
+		t.fixed = append([]byte{','}, inner...)
+	}
+	return t
+}
+
+// configRuntime is the runtime literal's configuration part for a page firing convs.
+func configRuntime(cfg Config, convs []Conversion) runtime {
+	rt := runtime{Collect: cfg.CollectPath}
 	if cfg.MetaPixelID != "" {
 		rt.Meta = &metaRuntime{Pixel: cfg.MetaPixelID}
 	}
 	if cfg.TikTokPixelCode != "" {
-		rt.TikTok = &tiktokRuntime{Code: cfg.TikTokPixelCode, Names: tiktokNames(cfg.TikTokEventNames, page.Conversions)}
+		rt.TikTok = &tiktokRuntime{Code: cfg.TikTokPixelCode, Names: tiktokNames(cfg.TikTokEventNames, convs)}
 	}
 	if cfg.GoogleTagID != "" {
 		rt.Google = &googleRuntime{ID: cfg.GoogleTagID, Labels: nonEmpty(cfg.GoogleConversions)}
 	}
+	return rt
+}
+
+// Snippet returns the page's `<script>` element, as the package's Snippet does for the Template's
+// Config.
+func (t *Template) Snippet(page Page, nonce string) []byte {
+	if t == nil {
+		return nil
+	}
+	const open, close = "<script", ");\n</script>"
+	withNonce := ValidNonce(nonce) // a valid nonce is base64: it needs no escaping in the attribute
+	n := len(open) + len(` nonce=""`) + len(nonce) + 2 + len(t.script) + len(close) +
+		len(`{"eventId":"","externalId":"","ldu":true}`) + len(page.EventID) + len(page.ExternalID) + len(t.fixed)
+	if len(page.Conversions) > 0 {
+		n += 256 * len(page.Conversions)
+	}
+	b := make([]byte, 0, n)
+	b = append(b, open...)
+	if withNonce {
+		b = append(b, ` nonce="`...)
+		b = append(b, nonce...)
+		b = append(b, '"')
+	}
+	b = append(b, ">\n"...)
+	b = append(b, t.script...)
+	if len(page.Conversions) > 0 {
+		b = append(b, t.pageLiteral(page)...)
+	} else {
+		// The literal runtime's encoding would give, spliced: the page's members, then the fixed ones.
+		b = append(b, `{"eventId":`...)
+		b = appendJSONString(b, page.EventID)
+		if page.ExternalID != "" {
+			b = append(b, `,"externalId":`...)
+			b = appendJSONString(b, page.ExternalID)
+		}
+		if page.LimitedDataUse {
+			b = append(b, `,"ldu":true`...)
+		}
+		b = append(b, t.fixed...)
+		b = append(b, '}')
+	}
+	b = append(b, close...)
+	return b
+}
+
+// pageLiteral encodes the whole runtime literal for a page, the way every page was once rendered;
+// a page with conversions goes this way because their names can add TikTok names to the
+// configuration part.
+func (t *Template) pageLiteral(page Page) []byte {
+	rt := configRuntime(t.cfg, page.Conversions)
+	rt.EventID, rt.ExternalID, rt.LDU = page.EventID, page.ExternalID, page.LimitedDataUse
 	for _, c := range page.Conversions {
 		d := conversionData{Currency: c.Currency, ContentIDs: c.ContentIDs, OrderID: c.OrderID}
 		if decimal.MatchString(c.Value) {
@@ -165,41 +280,26 @@ func Snippet(cfg Config, page Page, nonce string) []byte {
 		// Only strings, booleans, maps of strings and validated numbers go in: unreachable.
 		panic("pixel: encode snippet values: " + err.Error())
 	}
+	return literal
+}
 
-	var b bytes.Buffer
-	b.Grow(len(`<script nonce=""></script>`) + len(nonce) + len(jsHead) + len(jsMeta) + len(jsTikTok) + len(jsGoogle) +
-		len(jsFire) + len(jsFireMeta) + len(jsFireTikTok) + len(jsFireGoogle) + len(jsTail) + len(literal) + 8)
-	b.WriteString("<script")
-	if ValidNonce(nonce) {
-		b.WriteString(` nonce="`)
-		b.WriteString(html.EscapeString(nonce))
-		b.WriteString(`"`)
+// appendJSONString appends s as encoding/json encodes it (HTML-safe: <, >, & escaped; U+2028,
+// U+2029 escaped; invalid UTF-8 replaced). The event and external IDs are plain ASCII and are
+// copied as they are; anything else goes through encoding/json, so the escaping is exactly its.
+func appendJSONString(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			q, err := json.Marshal(s)
+			if err != nil {
+				panic("pixel: encode a string: " + err.Error()) // a string always encodes
+			}
+			return append(b, q...)
+		}
 	}
-	b.WriteString(">\n")
-	b.WriteString(jsHead)
-	if rt.Meta != nil {
-		b.WriteString(jsMeta)
-	}
-	if rt.TikTok != nil {
-		b.WriteString(jsTikTok)
-	}
-	if rt.Google != nil {
-		b.WriteString(jsGoogle)
-	}
-	b.WriteString(jsFire)
-	if rt.Meta != nil {
-		b.WriteString(jsFireMeta)
-	}
-	if rt.TikTok != nil {
-		b.WriteString(jsFireTikTok)
-	}
-	if rt.Google != nil {
-		b.WriteString(jsFireGoogle)
-	}
-	b.WriteString(jsTail)
-	b.Write(literal)
-	b.WriteString(");\n</script>")
-	return b.Bytes()
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
 }
 
 // tiktokNames resolves TikTok's name for every name the page can fire by configuration or by

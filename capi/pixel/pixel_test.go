@@ -251,7 +251,76 @@ func FuzzSnippet(f *testing.F) {
 		if decimal.MatchString(value) != (string(c.Data.Value) == value) {
 			t.Fatalf("value %q embedded as %q", value, c.Data.Value)
 		}
+		// A page without conversions takes the spliced path: the same bytes as encoding the whole.
+		plain := Page{EventID: eventID, ExternalID: externalID, LimitedDataUse: ldu}
+		tp := Compile(cfg)
+		if got, want := tp.Snippet(plain, nonce), encodedWhole(tp, plain, nonce); !bytes.Equal(got, want) {
+			t.Fatalf("spliced snippet differs from the whole encoding:\n got %q\nwant %q", got, want)
+		}
 	})
+}
+
+// encodedWhole is the snippet with the page's JSON literal encoded in one piece by encoding/json,
+// the reference the spliced literal of Template.Snippet must equal byte for byte.
+func encodedWhole(tp *Template, page Page, nonce string) []byte {
+	b := []byte("<script")
+	if ValidNonce(nonce) {
+		b = append(b, ` nonce="`+nonce+`"`...)
+	}
+	b = append(b, ">\n"...)
+	b = append(b, tp.script...)
+	b = append(b, tp.pageLiteral(page)...)
+	return append(b, ");\n</script>"...)
+}
+
+func TestTemplateSnippetEqualsTheWholeEncoding(t *testing.T) {
+	configs := map[string]Config{
+		"all platforms": allPlatforms,
+		"tiktok names":  {TikTokPixelCode: "C1", TikTokEventNames: map[string]string{"Lead": "SubmitForm", "Custom": "Custom"}},
+		"collect only":  {CollectPath: "/capi/collect"},
+		"hostile IDs":   {MetaPixelID: "</script><!--", GoogleTagID: "\u2028&", GoogleConversions: map[string]string{"<x>": "\xff"}},
+	}
+	pages := map[string]Page{
+		"returning visitor": {EventID: testEventID, ExternalID: testExternalID},
+		"no external ID":    {EventID: testEventID},
+		"no event ID":       {ExternalID: testExternalID},
+		"limited data use":  {EventID: testEventID, ExternalID: testExternalID, LimitedDataUse: true},
+		"hostile values":    {EventID: "</script>\u2029\"\\", ExternalID: "\xff\x00<!--&"},
+	}
+	for cname, cfg := range configs {
+		tp := Compile(cfg)
+		for pname, page := range pages {
+			for _, nonce := range []string{"", "rAnd0m+/=", `bad"nonce`} {
+				got, want := tp.Snippet(page, nonce), encodedWhole(tp, page, nonce)
+				if !bytes.Equal(got, want) {
+					t.Errorf("%s, %s, nonce %q:\n got %q\nwant %q", cname, pname, nonce, got, want)
+				}
+				if !bytes.Equal(Snippet(cfg, page, nonce), got) {
+					t.Errorf("%s, %s: Snippet and Compile(cfg).Snippet differ", cname, pname)
+				}
+			}
+		}
+	}
+}
+
+func TestCompileKeepsItsOwnCopyOfTheConfig(t *testing.T) {
+	cfg := Config{GoogleTagID: "AW-1", GoogleConversions: map[string]string{"Purchase": "label"}}
+	tp := Compile(cfg)
+	before := tp.Snippet(Page{EventID: "e", Conversions: []Conversion{{Name: "Purchase"}}}, "")
+	cfg.GoogleConversions["Purchase"] = "changed"
+	if after := tp.Snippet(Page{EventID: "e", Conversions: []Conversion{{Name: "Purchase"}}}, ""); !bytes.Equal(before, after) {
+		t.Fatalf("changing the caller's map changed the template's snippet:\n%s\n%s", before, after)
+	}
+}
+
+func TestCompileNothingConfigured(t *testing.T) {
+	if tp := Compile(Config{}); tp != nil {
+		t.Fatalf("Compile(Config{}) = %+v, want nil", tp)
+	}
+	var tp *Template
+	if s := tp.Snippet(Page{EventID: "e"}, ""); s != nil {
+		t.Fatalf("nil Template's snippet = %q, want nil", s)
+	}
 }
 
 // parseSnippet parses b as HTML the way a browser would and requires exactly one element, a
@@ -331,6 +400,26 @@ func BenchmarkSnippet(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		Snippet(allPlatforms, page, "rAnd0m")
+	}
+}
+
+func BenchmarkTemplateSnippet(b *testing.B) {
+	tp := Compile(allPlatforms)
+	page := Page{EventID: testEventID, ExternalID: testExternalID}
+	b.ReportAllocs()
+	for b.Loop() {
+		tp.Snippet(page, "")
+	}
+}
+
+func BenchmarkAllowNoCSP(b *testing.B) {
+	snippet := Snippet(allPlatforms, Page{EventID: testEventID}, "")
+	h := http.Header{"Content-Type": {"text/html"}, "Cache-Control": {"no-cache"}}
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = CSPNonce(h)
+		AllowVendors(h, allPlatforms)
+		AllowScript(h, snippet)
 	}
 }
 
