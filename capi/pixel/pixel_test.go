@@ -403,12 +403,23 @@ func BenchmarkSnippet(b *testing.B) {
 	}
 }
 
+// BenchmarkTemplateSnippet is the per-page cost as the edge pays it: the Config compiled once,
+// a plain page (spliced) and a thank-you page with a conversion (encoded whole).
 func BenchmarkTemplateSnippet(b *testing.B) {
 	tp := Compile(allPlatforms)
-	page := Page{EventID: testEventID, ExternalID: testExternalID}
-	b.ReportAllocs()
-	for b.Loop() {
-		tp.Snippet(page, "")
+	for _, bc := range []struct {
+		name string
+		page Page
+	}{
+		{"page", Page{EventID: testEventID, ExternalID: testExternalID}},
+		{"purchase", Page{EventID: testEventID, ExternalID: testExternalID, Conversions: []Conversion{purchase}}},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				tp.Snippet(bc.page, "")
+			}
+		})
 	}
 }
 
