@@ -40,9 +40,10 @@ const DefaultScanLimit = 64 << 10
 // the one of the HTML standard (§13.2.5); it does not know the tree builder's state, so the raw-text
 // elements are recognized everywhere, also inside <svg> or <math>.
 //
-// Bytes are written to the destination as soon as they cannot be part of an anchor; the Injector
-// holds back at most the start of the current tag ("</body" is the longest), so memory is bounded
-// and the first bytes of a page are forwarded without waiting. The insertion point depends only on
+// Bytes are written to the destination by the end of the Write that brought them, unless they may
+// still be part of an anchor: the Injector holds back at most the start of the current tag
+// ("</body" is the longest), so memory is bounded and the first bytes of a page are forwarded
+// without waiting for the next write. What one Write produces while scanning goes out in one call. The insertion point depends only on
 // the bytes, never on how they were split into writes.
 //
 // An Injector is not safe for concurrent use.
