@@ -17,6 +17,7 @@ import (
 	"go.etcd.io/bbolt"
 
 	"github.com/caddy-capi/caddy-capi/capi/event"
+	"github.com/caddy-capi/caddy-capi/capi/internal/boltcommit"
 )
 
 // Bucket names. Every bucket of the queue starts with "queue" because the bbolt file is shared with
@@ -55,23 +56,18 @@ type Options struct {
 
 // Bolt is the embedded Queue on a bbolt database.
 //
-// Every write (appends, settlements, dead-letter moves, dedup sweeps) goes through one committer
-// goroutine that gathers whatever is pending into one bbolt transaction, so concurrent Enqueue
-// calls share one fsync; while that fsync runs the next group gathers. Waiting events live only on
+// Every write (appends, settlements, dead-letter moves, dedup sweeps) goes through one group
+// committer (boltcommit) that gathers whatever is pending into one bbolt transaction, so concurrent
+// Enqueue calls share one fsync; while that fsync runs the next group gathers. Waiting events live only on
 // disk: memory holds the leases, the partition counters and a bounded dedup cache.
 type Bolt struct {
 	db    *bbolt.DB
 	now   func() time.Time
 	dedup *ristretto.Cache[string, int64]
 
-	mu     sync.RWMutex // guards closed against sends on ops
-	closed bool
-	ops    chan *op
-
-	committerDone chan struct{}
-	commits       atomic.Uint64 // transactions committed, for the benchmarks' events per commit
-	sweepStop     chan struct{}
-	sweepDone     chan struct{}
+	committer *boltcommit.Committer
+	sweepStop chan struct{}
+	sweepDone chan struct{}
 
 	partsMu sync.Mutex
 	parts   map[string]*partition
@@ -87,13 +83,6 @@ type partition struct {
 	// committed, so a scan never sees an event both unleased and in its old place.
 	mu     sync.Mutex
 	leased map[uint64]struct{}
-}
-
-// op is one write waiting for the committer.
-type op struct {
-	apply     func(tx *bbolt.Tx) error
-	committed func() // runs after the transaction committed
-	done      chan error
 }
 
 // OpenBolt opens the queue on an already-open bbolt database, creating its buckets. The database
@@ -120,14 +109,12 @@ func OpenBolt(db *bbolt.DB, opts Options) (*Bolt, error) {
 		return nil, fmt.Errorf("queue: dedup cache: %w", err)
 	}
 	q := &Bolt{
-		db:            db,
-		now:           opts.Now,
-		dedup:         cache,
-		ops:           make(chan *op, maxGroup),
-		committerDone: make(chan struct{}),
-		sweepStop:     make(chan struct{}),
-		sweepDone:     make(chan struct{}),
-		parts:         make(map[string]*partition),
+		db:        db,
+		now:       opts.Now,
+		dedup:     cache,
+		sweepStop: make(chan struct{}),
+		sweepDone: make(chan struct{}),
+		parts:     make(map[string]*partition),
 	}
 	err = db.Update(func(tx *bbolt.Tx) error {
 		if _, err := tx.CreateBucketIfNotExists(dedupBucket); err != nil {
@@ -148,7 +135,7 @@ func OpenBolt(db *bbolt.DB, opts Options) (*Bolt, error) {
 		cache.Close()
 		return nil, fmt.Errorf("queue: open buckets in %s: %w", db.Path(), err)
 	}
-	go q.commitLoop()
+	q.committer = boltcommit.New(db, boltcommit.Options{MaxGroup: maxGroup, Closed: ErrClosed})
 	go q.sweepLoop(opts.SweepInterval)
 	return q, nil
 }
@@ -205,8 +192,8 @@ func (q *Bolt) Enqueue(ctx context.Context, platformName string, events ...event
 	expiry := now + int64(DedupWindow)
 	var added int
 	seen := make([]int64, len(fresh)) // expiry of each key as committed, for the cache
-	err := q.submit(ctx, &op{
-		apply: func(tx *bbolt.Tx) error {
+	err := q.submit(ctx, boltcommit.Write{
+		Apply: func(tx *bbolt.Tx) error {
 			added = 0
 			ready, err := tx.CreateBucketIfNotExists(p.ready)
 			if err != nil {
@@ -239,7 +226,7 @@ func (q *Bolt) Enqueue(ctx context.Context, platformName string, events ...event
 			}
 			return nil
 		},
-		committed: func() {
+		Committed: func() {
 			p.depth.Add(int64(added))
 			for i, f := range fresh {
 				q.dedup.Set(f.key, seen[i], 1)
@@ -329,8 +316,8 @@ func (q *Bolt) Settle(ctx context.Context, platformName string, settlements ...S
 	defer q.Release(platformName, receipts(settlements)...)
 	now := q.now().UnixNano()
 	var dDepth, dDead int64
-	return q.wrap("settle", platformName, len(settlements), q.submit(ctx, &op{
-		apply: func(tx *bbolt.Tx) error {
+	return q.wrap("settle", platformName, len(settlements), q.submit(ctx, boltcommit.Write{
+		Apply: func(tx *bbolt.Tx) error {
 			dDepth, dDead = 0, 0
 			ready := tx.Bucket(p.ready)
 			if ready == nil {
@@ -379,7 +366,7 @@ func (q *Bolt) Settle(ctx context.Context, platformName string, settlements ...S
 			}
 			return nil
 		},
-		committed: func() {
+		Committed: func() {
 			p.depth.Add(dDepth)
 			p.deadCount.Add(dDead)
 		},
@@ -503,8 +490,8 @@ func (q *Bolt) moveDead(ctx context.Context, verb, platformName string, ids []st
 	p := q.partition(platformName)
 	now := q.now().UnixNano()
 	var moved int
-	err := q.submit(ctx, &op{
-		apply: func(tx *bbolt.Tx) error {
+	err := q.submit(ctx, boltcommit.Write{
+		Apply: func(tx *bbolt.Tx) error {
 			moved = 0
 			dead := tx.Bucket(p.dead)
 			if dead == nil {
@@ -549,7 +536,7 @@ func (q *Bolt) moveDead(ctx context.Context, verb, platformName string, ids []st
 			}
 			return nil
 		},
-		committed: func() {
+		Committed: func() {
 			p.deadCount.Add(-int64(moved))
 			if replay {
 				p.depth.Add(int64(moved))
@@ -615,7 +602,7 @@ func (q *Bolt) sweepChunk(ctx context.Context, from []byte, chunk int) ([]byte, 
 		return next, 0, err
 	}
 	var n int
-	err = q.submit(ctx, &op{apply: func(tx *bbolt.Tx) error {
+	err = q.submit(ctx, boltcommit.Write{Apply: func(tx *bbolt.Tx) error {
 		n = 0
 		index := tx.Bucket(dedupBucket)
 		for _, k := range expired {
@@ -650,17 +637,11 @@ func (q *Bolt) sweepLoop(every time.Duration) {
 
 // Close implements Queue. Writes already submitted are committed first.
 func (q *Bolt) Close() error {
-	q.mu.Lock()
-	if q.closed {
-		q.mu.Unlock()
-		return nil
+	if q.committer.Close() != nil {
+		return nil // closed before
 	}
-	q.closed = true
-	close(q.ops)
-	q.mu.Unlock()
 	close(q.sweepStop)
 	<-q.sweepDone
-	<-q.committerDone
 	q.dedup.Close()
 	return nil
 }
@@ -669,91 +650,29 @@ func (q *Bolt) checkOpen(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	q.mu.RLock()
-	defer q.mu.RUnlock()
-	if q.closed {
+	if q.committer.Closed() {
 		return ErrClosed
 	}
 	return nil
 }
 
 // submit hands a write to the committer and waits until it is durable. With cancellable set the
-// wait ends early when ctx is done (the write may still commit); settlements wait for the commit
-// so that a lease never ends before its event moved.
-func (q *Bolt) submit(ctx context.Context, o *op, cancellable bool) error {
+// wait ends early when ctx is done (the write may still commit, and its Committed hook still runs);
+// settlements wait for the commit so that a lease never ends before its event moved.
+func (q *Bolt) submit(ctx context.Context, w boltcommit.Write, cancellable bool) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	o.done = make(chan error, 1)
-	q.mu.RLock()
-	if q.closed {
-		q.mu.RUnlock()
-		return ErrClosed
-	}
-	q.ops <- o
-	q.mu.RUnlock()
+	done := q.committer.Submit(w)
 	if !cancellable {
-		return <-o.done
+		return <-done
 	}
 	select {
-	case err := <-o.done:
+	case err := <-done:
 		return err
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-}
-
-// commitLoop is the group committer: it takes the first pending write, gathers every other write
-// already waiting, and commits them in one transaction (one fsync). Writes that arrive meanwhile
-// form the next group, so the group size follows the load instead of a fixed delay.
-func (q *Bolt) commitLoop() {
-	defer close(q.committerDone)
-	group := make([]*op, 0, maxGroup)
-	for o := range q.ops {
-		group = append(group[:0], o)
-	gather:
-		for len(group) < maxGroup {
-			select {
-			case o, ok := <-q.ops:
-				if !ok {
-					break gather
-				}
-				group = append(group, o)
-			default:
-				break gather
-			}
-		}
-		err := q.commit(group)
-		if err != nil && len(group) > 1 {
-			// One write's failure must not fail the others: commit each on its own.
-			for _, o := range group {
-				q.finish(o, q.commit([]*op{o}))
-			}
-			continue
-		}
-		for _, o := range group {
-			q.finish(o, err)
-		}
-	}
-}
-
-func (q *Bolt) commit(group []*op) error {
-	q.commits.Add(1)
-	return q.db.Update(func(tx *bbolt.Tx) error {
-		for _, o := range group {
-			if err := o.apply(tx); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-}
-
-func (q *Bolt) finish(o *op, err error) {
-	if err == nil && o.committed != nil {
-		o.committed()
-	}
-	o.done <- err
 }
 
 func (q *Bolt) wrap(verb, platformName string, n int, err error) error {

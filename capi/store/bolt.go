@@ -10,10 +10,13 @@ import (
 	"hash/maphash"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dgraph-io/ristretto/v2"
 	"go.etcd.io/bbolt"
+
+	"github.com/caddy-capi/caddy-capi/capi/internal/boltcommit"
 )
 
 // Buckets of the Bolt store. They all start with "visitor" because the queue shares the file and
@@ -64,7 +67,10 @@ type Bolt struct {
 	seed  maphash.Seed
 
 	// committer group-commits MarkSeen.
-	committer *groupCommitter
+	committer *boltcommit.Committer
+	// updates counts the write transactions the store runs itself, beside the committer's (see
+	// Commits).
+	updates atomic.Uint64
 }
 
 // OpenBolt prepares the visitor buckets on an already-open bbolt handle (the one the queue uses; the
@@ -86,7 +92,7 @@ func OpenBolt(db *bbolt.DB, opts Options) (*Bolt, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: open bolt %s: %w", db.Path(), err)
 	}
-	s := &Bolt{db: db, opts: opts, seed: maphash.MakeSeed(), committer: newGroupCommitter(db)}
+	s := &Bolt{db: db, opts: opts, seed: maphash.MakeSeed(), committer: newCommitter(db)}
 	if opts.CacheSize > 0 {
 		s.cache, err = ristretto.NewCache(&ristretto.Config[string, Visitor]{
 			NumCounters:        int64(opts.CacheSize) * 10,
@@ -95,7 +101,7 @@ func OpenBolt(db *bbolt.DB, opts Options) (*Bolt, error) {
 			IgnoreInternalCost: true,
 		})
 		if err != nil {
-			s.committer.close()
+			s.committer.Close()
 			return nil, fmt.Errorf("store: visitor cache of %d: %w", opts.CacheSize, err)
 		}
 	}
@@ -105,7 +111,7 @@ func OpenBolt(db *bbolt.DB, opts Options) (*Bolt, error) {
 // Close commits the MarkSeen calls already waiting, then releases the cache; MarkSeen fails after
 // it. It does not close the shared database.
 func (s *Bolt) Close() error {
-	s.committer.close()
+	s.committer.Close()
 	if s.cache != nil {
 		s.cache.Close()
 	}
@@ -428,7 +434,7 @@ func (s *Bolt) Erase(ctx context.Context, id string) error {
 }
 
 // MarkSeen implements Store. Concurrent calls share one transaction and one fsync (see
-// groupCommitter); each returns once the transaction carrying its key is durable. Within a group
+// newCommitter); each returns once the transaction carrying its key is durable. Within a group
 // the keys apply in arrival order, so of two calls with the same key exactly one is first.
 func (s *Bolt) MarkSeen(ctx context.Context, key string, ttl time.Duration) (bool, error) {
 	if err := ctx.Err(); err != nil {
@@ -440,11 +446,11 @@ func (s *Bolt) MarkSeen(ctx context.Context, key string, ttl time.Duration) (boo
 	h := sha256.Sum256([]byte(key))
 	now := s.opts.Now()
 	var first bool
-	done := s.committer.submit(func(tx *bbolt.Tx) error {
+	done := s.committer.Submit(boltcommit.Write{Apply: func(tx *bbolt.Tx) error {
 		var err error
 		first, err = markSeen(tx, h[:], now, ttl)
 		return err
-	})
+	}})
 	select {
 	case err := <-done:
 		if err != nil {
@@ -482,11 +488,11 @@ func markSeen(tx *bbolt.Tx, h []byte, now time.Time, ttl time.Duration) (bool, e
 
 // Commits returns how many write transactions (each one fsync) the store has committed or tried
 // since it was opened: the measure of how well its writes are grouped.
-func (s *Bolt) Commits() uint64 { return s.committer.commits.Load() }
+func (s *Bolt) Commits() uint64 { return s.committer.Commits() + s.updates.Load() }
 
 // update runs fn in a write transaction of its own, counted in Commits.
 func (s *Bolt) update(fn func(tx *bbolt.Tx) error) error {
-	s.committer.commits.Add(1)
+	s.updates.Add(1)
 	return s.db.Update(fn)
 }
 
