@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
 	"time"
@@ -41,20 +40,15 @@ func (s *Sender) upload(ctx context.Context, url string, body any, n int) platfo
 	if s.cfg.LoginCustomerID != "" {
 		req.Header.Set("login-customer-id", s.cfg.LoginCustomerID)
 	}
-	resp, err := s.cfg.Client.Do(req)
+	reply, err := platform.Post(s.cfg.Client, req, maxResponse, n)
 	if err != nil {
-		return platform.Result{Outcome: platform.Retry, Reason: s.redact(fmt.Sprintf("google: send batch of %d: %v", n, err), tok)}
+		return platform.Result{Outcome: platform.Retry, Reason: s.redact("google: "+err.Error(), tok)}
 	}
-	defer resp.Body.Close()
-	answer, err := io.ReadAll(io.LimitReader(resp.Body, maxResponse))
-	if err != nil {
-		return platform.Result{Outcome: platform.Retry, Reason: s.redact(fmt.Sprintf("google: read answer to batch of %d: %v", n, err), tok)}
-	}
-	if resp.StatusCode == http.StatusUnauthorized {
+	if reply.StatusCode == http.StatusUnauthorized {
 		// Whatever the cause, a new token is worth fetching before the next attempt.
 		s.tokens.forget(tok)
 	}
-	r := Classify(resp.StatusCode, resp.Header, answer, n, s.cfg.Now())
+	r := Classify(reply.StatusCode, reply.Header, reply.Body, n, s.cfg.Now())
 	r.Reason = s.redact(r.Reason, tok)
 	for i, er := range r.Events {
 		er.Reason = s.redact(er.Reason, tok)

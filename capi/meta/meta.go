@@ -12,7 +12,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -175,16 +174,11 @@ func (s *Sender) post(ctx context.Context, data []ServerEvent) platform.Result {
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set("Accept", "application/json")
-	resp, err := s.cfg.Client.Do(req)
+	reply, err := platform.Post(s.cfg.Client, req, maxResponse, len(data))
 	if err != nil {
-		return platform.Result{Outcome: platform.Retry, Reason: s.redact(fmt.Sprintf("meta: send batch of %d: %v", len(data), err))}
+		return platform.Result{Outcome: platform.Retry, Reason: s.redact("meta: " + err.Error())}
 	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxResponse))
-	if err != nil {
-		return platform.Result{Outcome: platform.Retry, Reason: s.redact(fmt.Sprintf("meta: read answer to batch of %d: %v", len(data), err))}
-	}
-	r := Classify(resp.StatusCode, resp.Header, body, len(data), s.cfg.Now())
+	r := Classify(reply.StatusCode, reply.Header, reply.Body, len(data), s.cfg.Now())
 	r.Reason = s.redact(r.Reason)
 	return r
 }

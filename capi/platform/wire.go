@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -11,9 +12,34 @@ import (
 	"time"
 )
 
-// What the meta, tiktok and google senders share when they talk HTTP to a platform: reading a
-// Retry-After hint, keeping secrets out of reasons, quoting a foreign body safely, turning our decimal
+// What the meta, tiktok and google senders share when they talk HTTP to a platform: posting a
+// request and reading its answer, reading a Retry-After hint, keeping secrets out of reasons, quoting a foreign body safely, turning our decimal
 // strings into JSON numbers, and settling some events of a batch before the rest is sent.
+
+// Reply is a platform's answer to one request, its body read up to the cap given to Post.
+type Reply struct {
+	StatusCode int
+	Header     http.Header
+	Body       []byte
+}
+
+// Post sends req, the request for a batch of n events, with client and reads at most maxBody bytes
+// of the answer. Every error it returns is a network failure (the request not sent, or the answer
+// cut off), which a sender reports as Retry; its text, "send batch of n: …" or "read answer to batch
+// of n: …", may quote the URL, so redact it before it becomes a Reason. What the answer means is
+// the platform's to classify.
+func Post(client *http.Client, req *http.Request, maxBody int64, n int) (Reply, error) {
+	resp, err := client.Do(req)
+	if err != nil {
+		return Reply{}, fmt.Errorf("send batch of %d: %w", n, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
+	if err != nil {
+		return Reply{}, fmt.Errorf("read answer to batch of %d: %w", n, err)
+	}
+	return Reply{StatusCode: resp.StatusCode, Header: resp.Header, Body: body}, nil
+}
 
 // maxRetryAfter bounds a platform's Retry-After hint: a garbage or hostile value must not park a
 // queue for years.

@@ -14,7 +14,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -156,16 +155,11 @@ func (s *Sender) post(ctx context.Context, p Payload) platform.Result {
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Access-Token", s.cfg.AccessToken)
-	resp, err := s.cfg.Client.Do(req)
+	reply, err := platform.Post(s.cfg.Client, req, maxResponse, n)
 	if err != nil {
-		return platform.Result{Outcome: platform.Retry, Reason: s.redact(fmt.Sprintf("tiktok: send batch of %d: %v", n, err))}
+		return platform.Result{Outcome: platform.Retry, Reason: s.redact("tiktok: " + err.Error())}
 	}
-	defer resp.Body.Close()
-	answer, err := io.ReadAll(io.LimitReader(resp.Body, maxResponse))
-	if err != nil {
-		return platform.Result{Outcome: platform.Retry, Reason: s.redact(fmt.Sprintf("tiktok: read answer to batch of %d: %v", n, err))}
-	}
-	r := Classify(resp.StatusCode, resp.Header, answer, n, s.cfg.Now())
+	r := Classify(reply.StatusCode, reply.Header, reply.Body, n, s.cfg.Now())
 	r.Reason = s.redact(r.Reason)
 	return r
 }
