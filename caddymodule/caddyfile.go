@@ -399,6 +399,52 @@ func (p parser) block(each func(name string) error) error {
 	return nil
 }
 
+// subdirective is one line a block accepts: its name, whether it may be given more than once, and
+// how it parses the rest of the line into the config.
+type subdirective struct {
+	name   string
+	repeat bool
+	parse  func() error
+}
+
+// subdirectives parses the block that follows the current token, each line by the subdirective of
+// its name, refusing a second line of one that may not repeat and any name not in the list. The
+// list is also the "expected one of" of that refusal, in its order, so the two cannot drift apart.
+func (p parser) subdirectives(list ...subdirective) error {
+	return p.block(func(name string) error {
+		for _, s := range list {
+			if s.name != name {
+				continue
+			}
+			if !s.repeat {
+				if err := p.once(name); err != nil {
+					return err
+				}
+			}
+			return s.parse()
+		}
+		names := make([]string, len(list))
+		for i, s := range list {
+			names[i] = s.name
+		}
+		return p.errf("unknown subdirective %q; expected one of %s", name, strings.Join(names, ", "))
+	})
+}
+
+// idField, secretField and literalField are subdirectives with exactly one argument, read by id,
+// secret or literal into a string field.
+func (p parser) idField(name, usage string, into *string, check func(string) (string, error)) subdirective {
+	return subdirective{name: name, parse: func() (err error) { *into, err = p.id(usage, check); return err }}
+}
+
+func (p parser) secretField(name, usage string, into *string) subdirective {
+	return subdirective{name: name, parse: func() (err error) { *into, err = p.secret(usage); return err }}
+}
+
+func (p parser) literalField(name, usage string, into *string, check func(string) error) subdirective {
+	return subdirective{name: name, parse: func() (err error) { *into, err = p.literal(usage, check); return err }}
+}
+
 func (p parser) storage() (*StorageConfig, error) {
 	const usage = "storage bolt [<path>] or storage redis <url>"
 	args, err := p.args(1, 2, usage)
@@ -446,27 +492,13 @@ func (p parser) meta() (*MetaConfig, error) {
 	}
 	m := new(MetaConfig)
 	q := p.sub("meta")
-	err := q.block(func(name string) error {
-		if err := q.once(name); err != nil {
-			return err
-		}
-		var err error
-		switch name {
-		case "pixel_id":
-			m.PixelID, err = q.id("pixel_id <digits>", checkMetaPixelID)
-		case "access_token":
-			m.AccessToken, err = q.secret("access_token <token>, such as {env.META_ACCESS_TOKEN}")
-		case "test_event_code":
-			m.TestEventCode, err = q.id("test_event_code <code>", keep(checkTestEventCode))
-		case "api_version":
-			m.APIVersion, err = q.literal("api_version <vNN.0>", checkMetaAPIVersion)
-		case "endpoint":
-			m.Endpoint, err = q.literal("endpoint <base url>", checkEndpoint)
-		default:
-			return q.errf("unknown subdirective %q; expected one of pixel_id, access_token, test_event_code, api_version, endpoint", name)
-		}
-		return err
-	})
+	err := q.subdirectives(
+		q.idField("pixel_id", "pixel_id <digits>", &m.PixelID, checkMetaPixelID),
+		q.secretField("access_token", "access_token <token>, such as {env.META_ACCESS_TOKEN}", &m.AccessToken),
+		q.idField("test_event_code", "test_event_code <code>", &m.TestEventCode, keep(checkTestEventCode)),
+		q.literalField("api_version", "api_version <vNN.0>", &m.APIVersion, checkMetaAPIVersion),
+		q.literalField("endpoint", "endpoint <base url>", &m.Endpoint, checkEndpoint),
+	)
 	return m, err
 }
 
@@ -476,25 +508,14 @@ func (p parser) tiktok() (*TikTokConfig, error) {
 	}
 	t := new(TikTokConfig)
 	q := p.sub("tiktok")
-	err := q.block(func(name string) error {
-		if name != "event" {
-			if err := q.once(name); err != nil {
-				return err
-			}
-		}
-		var err error
-		switch name {
-		case "pixel_code":
-			t.PixelCode, err = q.id("pixel_code <code>", keep(checkTikTokPixelCode))
-		case "access_token":
-			t.AccessToken, err = q.secret("access_token <token>, such as {env.TIKTOK_ACCESS_TOKEN}")
-		case "test_event_code":
-			t.TestEventCode, err = q.id("test_event_code <code>", keep(checkTestEventCode))
-		case "endpoint":
-			t.Endpoint, err = q.literal("endpoint <base url>", checkEndpoint)
-		case "event":
-			var args []string
-			if args, err = q.args(2, 2, "event <OurName> <TikTokName>"); err != nil {
+	err := q.subdirectives(
+		q.idField("pixel_code", "pixel_code <code>", &t.PixelCode, keep(checkTikTokPixelCode)),
+		q.secretField("access_token", "access_token <token>, such as {env.TIKTOK_ACCESS_TOKEN}", &t.AccessToken),
+		q.idField("test_event_code", "test_event_code <code>", &t.TestEventCode, keep(checkTestEventCode)),
+		q.literalField("endpoint", "endpoint <base url>", &t.Endpoint, checkEndpoint),
+		subdirective{name: "event", repeat: true, parse: func() error {
+			args, err := q.args(2, 2, "event <OurName> <TikTokName>")
+			if err != nil {
 				return err
 			}
 			for _, n := range args {
@@ -509,11 +530,9 @@ func (p parser) tiktok() (*TikTokConfig, error) {
 				t.Events = map[string]string{}
 			}
 			t.Events[args[0]] = args[1]
-		default:
-			return q.errf("unknown subdirective %q; expected one of pixel_code, access_token, test_event_code, endpoint, event", name)
-		}
-		return err
-	})
+			return nil
+		}},
+	)
 	return t, err
 }
 
@@ -523,49 +542,31 @@ func (p parser) googleAds() (*GoogleAdsConfig, error) {
 	}
 	g := new(GoogleAdsConfig)
 	q := p.sub("google_ads")
-	err := q.block(func(name string) error {
-		if name != "conversion" {
-			if err := q.once(name); err != nil {
+	err := q.subdirectives(
+		q.idField("tag_id", "tag_id AW-<digits>", &g.TagID, keep(checkGoogleTagID)),
+		q.idField("customer_id", "customer_id <10 digits>", &g.CustomerID, checkGoogleCustomerID),
+		q.idField("login_customer_id", "login_customer_id <10 digits>", &g.LoginCustomerID, checkGoogleCustomerID),
+		q.secretField("developer_token", "developer_token <token>", &g.DeveloperToken),
+		q.secretField("client_id", "client_id <OAuth client ID>", &g.ClientID),
+		q.secretField("client_secret", "client_secret <OAuth client secret>", &g.ClientSecret),
+		q.secretField("refresh_token", "refresh_token <OAuth refresh token>", &g.RefreshToken),
+		subdirective{name: "conversion", repeat: true, parse: func() error {
+			c, err := q.googleConversion()
+			if err != nil {
 				return err
 			}
-		}
-		var err error
-		switch name {
-		case "tag_id":
-			g.TagID, err = q.id("tag_id AW-<digits>", keep(checkGoogleTagID))
-		case "customer_id":
-			g.CustomerID, err = q.id("customer_id <10 digits>", checkGoogleCustomerID)
-		case "login_customer_id":
-			g.LoginCustomerID, err = q.id("login_customer_id <10 digits>", checkGoogleCustomerID)
-		case "developer_token":
-			g.DeveloperToken, err = q.secret("developer_token <token>")
-		case "client_id":
-			g.ClientID, err = q.secret("client_id <OAuth client ID>")
-		case "client_secret":
-			g.ClientSecret, err = q.secret("client_secret <OAuth client secret>")
-		case "refresh_token":
-			g.RefreshToken, err = q.secret("refresh_token <OAuth refresh token>")
-		case "conversion":
-			var c GoogleConversion
-			if c, err = q.googleConversion(); err == nil {
-				for _, other := range g.Conversions {
-					if other.Event == c.Event {
-						return q.errf("conversion: %s is mapped twice; expected one conversion action per event", c.Event)
-					}
+			for _, other := range g.Conversions {
+				if other.Event == c.Event {
+					return q.errf("conversion: %s is mapped twice; expected one conversion action per event", c.Event)
 				}
-				g.Conversions = append(g.Conversions, c)
 			}
-		case "endpoint":
-			g.Endpoint, err = q.literal("endpoint <base url>", checkEndpoint)
-		case "token_endpoint":
-			g.TokenEndpoint, err = q.literal("token_endpoint <url>", checkEndpoint)
-		case "api_version":
-			g.APIVersion, err = q.literal("api_version <vNN>", checkGoogleAPIVersion)
-		default:
-			return q.errf("unknown subdirective %q; expected one of tag_id, customer_id, login_customer_id, developer_token, client_id, client_secret, refresh_token, conversion, endpoint, token_endpoint, api_version", name)
-		}
-		return err
-	})
+			g.Conversions = append(g.Conversions, c)
+			return nil
+		}},
+		q.literalField("endpoint", "endpoint <base url>", &g.Endpoint, checkEndpoint),
+		q.literalField("token_endpoint", "token_endpoint <url>", &g.TokenEndpoint, checkEndpoint),
+		q.literalField("api_version", "api_version <vNN>", &g.APIVersion, checkGoogleAPIVersion),
+	)
 	return g, err
 }
 
