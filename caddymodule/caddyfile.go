@@ -431,8 +431,12 @@ func (p parser) subdirectives(list ...subdirective) error {
 	})
 }
 
-// idField, secretField and literalField are subdirectives with exactly one argument, read by id,
-// secret or literal into a string field.
+// argField, idField, secretField and literalField are subdirectives with exactly one argument, read
+// by arg, id, secret or literal into a string field.
+func (p parser) argField(name, usage string, into *string) subdirective {
+	return subdirective{name: name, parse: func() (err error) { *into, err = p.arg(usage); return err }}
+}
+
 func (p parser) idField(name, usage string, into *string, check func(string) (string, error)) subdirective {
 	return subdirective{name: name, parse: func() (err error) { *into, err = p.id(usage, check); return err }}
 }
@@ -598,32 +602,32 @@ func (p parser) delivery() (*DeliveryConfig, error) {
 	}
 	dc := new(DeliveryConfig)
 	q := p.sub("delivery")
-	err := q.block(func(name string) error {
-		if err := q.once(name); err != nil {
-			return err
-		}
-		var err error
-		var dur time.Duration
-		switch name {
-		case "workers":
+	err := q.subdirectives(
+		subdirective{name: "workers", parse: func() (err error) {
 			dc.Workers, err = q.positiveInt("workers <n>", maxWorkers)
-		case "batch":
+			return err
+		}},
+		subdirective{name: "batch", parse: func() (err error) {
 			dc.Batch, err = q.positiveInt("batch <n>", maxBatch)
-		case "flush":
-			if dur, err = q.duration("flush <duration>, such as 2s"); err == nil && dur > maxFlush {
+			return err
+		}},
+		subdirective{name: "flush", parse: func() error {
+			dur, err := q.duration("flush <duration>, such as 2s")
+			if err == nil && dur > maxFlush {
 				err = q.errf("flush: expected at most %s", maxFlush)
 			}
 			dc.Flush = caddy.Duration(dur)
-		case "give_up":
-			if dur, err = q.duration("give_up <duration>, such as 6d"); err == nil && dur > maxGiveUp {
+			return err
+		}},
+		subdirective{name: "give_up", parse: func() error {
+			dur, err := q.duration("give_up <duration>, such as 6d")
+			if err == nil && dur > maxGiveUp {
 				err = q.errf("give_up: expected at most 90d")
 			}
 			dc.GiveUp = caddy.Duration(dur)
-		default:
-			return q.errf("unknown subdirective %q; expected one of workers, batch, flush, give_up", name)
-		}
-		return err
-	})
+			return err
+		}},
+	)
 	return dc, err
 }
 
@@ -633,12 +637,8 @@ func (p parser) consent() (*ConsentConfig, error) {
 	}
 	c := new(ConsentConfig)
 	q := p.sub("consent")
-	err := q.block(func(name string) error {
-		if err := q.once(name); err != nil {
-			return err
-		}
-		switch name {
-		case "require":
+	err := q.subdirectives(
+		subdirective{name: "require", parse: func() error {
 			args, err := q.args(2, 2, "require <cookie name> <regexp>")
 			if err != nil {
 				return err
@@ -650,7 +650,9 @@ func (p parser) consent() (*ConsentConfig, error) {
 				return q.errf("require: %v", err)
 			}
 			c.Require = &ConsentCookie{Cookie: args[0], Pattern: args[1]}
-		case "gpc":
+			return nil
+		}},
+		subdirective{name: "gpc", parse: func() error {
 			v, err := q.arg("gpc on|off")
 			if err != nil {
 				return err
@@ -664,11 +666,9 @@ func (p parser) consent() (*ConsentConfig, error) {
 			default:
 				return q.errf("gpc: expected on or off, got %q", v)
 			}
-		default:
-			return q.errf("unknown subdirective %q; expected one of require, gpc", name)
-		}
-		return nil
-	})
+			return nil
+		}},
+	)
 	return c, err
 }
 
@@ -712,40 +712,30 @@ func (p parser) conversion() (Conversion, error) {
 		return c, p.errf("conversion %s: %v", c.Event, err)
 	}
 	q := p.sub("conversion " + c.Event)
-	err := q.block(func(name string) error {
-		if err := q.once(name); err != nil {
-			return err
-		}
-		var err error
-		switch name {
-		case "method":
-			c.Method, err = q.literal("method GET|POST|PUT|PATCH|DELETE", checkMethod)
-		case "value":
-			c.Value, err = q.literal("value <amount or placeholder>", func(v string) error {
-				if hasPlaceholder(v) {
-					return nil
-				}
-				return checkValue(v)
-			})
-		case "currency":
-			var v string
-			if v, err = q.arg("currency <ISO 4217 code or placeholder>"); err == nil {
-				c.Currency = v
-				if !hasPlaceholder(v) {
-					if c.Currency, err = checkCurrency(v); err != nil {
-						err = q.errf("currency: %v", err)
-					}
+	err := q.subdirectives(
+		q.literalField("method", "method GET|POST|PUT|PATCH|DELETE", &c.Method, checkMethod),
+		q.literalField("value", "value <amount or placeholder>", &c.Value, func(v string) error {
+			if hasPlaceholder(v) {
+				return nil
+			}
+			return checkValue(v)
+		}),
+		subdirective{name: "currency", parse: func() error {
+			v, err := q.arg("currency <ISO 4217 code or placeholder>")
+			if err != nil {
+				return err
+			}
+			c.Currency = v
+			if !hasPlaceholder(v) {
+				if c.Currency, err = checkCurrency(v); err != nil {
+					return q.errf("currency: %v", err)
 				}
 			}
-		case "order_id":
-			c.OrderID, err = q.arg("order_id <placeholder>, such as {http.request.uri.query.order}")
-		case "content_ids":
-			c.ContentIDs, err = q.arg("content_ids <placeholder>, such as {http.request.uri.query.sku}")
-		default:
-			return q.errf("unknown subdirective %q; expected one of method, value, currency, order_id, content_ids", name)
-		}
-		return err
-	})
+			return nil
+		}},
+		q.argField("order_id", "order_id <placeholder>, such as {http.request.uri.query.order}", &c.OrderID),
+		q.argField("content_ids", "content_ids <placeholder>, such as {http.request.uri.query.sku}", &c.ContentIDs),
+	)
 	return c, err
 }
 
@@ -793,14 +783,8 @@ func (p parser) postback() (Postback, error) {
 		return pb, p.errf("postback %s: %v", pb.Source, err)
 	}
 	q := p.sub("postback " + pb.Source)
-	err = q.block(func(name string) error {
-		if name != "secret" {
-			if err := q.once(name); err != nil {
-				return err
-			}
-		}
-		switch name {
-		case "secret":
+	err = q.subdirectives(
+		subdirective{name: "secret", repeat: true, parse: func() error {
 			if pb.Source == "generic" {
 				return q.errf("secret: the generic source authenticates with `token <token>`")
 			}
@@ -812,7 +796,9 @@ func (p parser) postback() (Postback, error) {
 				return q.errf("secret: %v", err)
 			}
 			pb.Secrets = append(pb.Secrets, v)
-		case "token":
+			return nil
+		}},
+		subdirective{name: "token", parse: func() error {
 			if pb.Source != "generic" {
 				return q.errf("token: only the generic source takes a token; %s authenticates with `secret <key>`", pb.Source)
 			}
@@ -821,17 +807,10 @@ func (p parser) postback() (Postback, error) {
 				return err
 			}
 			pb.Token = v
-		case "event":
-			v, err := q.literal("event <EventName>", checkEventName)
-			if err != nil {
-				return err
-			}
-			pb.Event = v
-		default:
-			return q.errf("unknown subdirective %q; expected one of secret, token, event", name)
-		}
-		return nil
-	})
+			return nil
+		}},
+		q.literalField("event", "event <EventName>", &pb.Event, checkEventName),
+	)
 	if err != nil {
 		return pb, err
 	}
