@@ -99,51 +99,50 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	}
 	p := parser{d: d, ctx: "capi", seen: map[string]bool{}}
 	blocks := map[string]*caddyfile.Dispenser{}
-	for d.NextBlock(0) {
-		name := d.Val()
-		if err := p.once(name); err != nil {
-			return err
-		}
-		var err error
-		switch name {
-		case "storage":
-			a.Storage, err = p.storage()
-		case "sink":
-			a.Sink, err = p.sink()
-		case "meta":
+	err := p.subdirectives(
+		subdirective{name: "storage", parse: func() (err error) { a.Storage, err = p.storage(); return err }},
+		subdirective{name: "sink", parse: func() (err error) { a.Sink, err = p.sink(); return err }},
+		subdirective{name: "meta", parse: func() (err error) {
 			blocks["capi.meta"] = tokenAt(d)
 			a.Meta, err = p.meta()
-		case "tiktok":
+			return err
+		}},
+		subdirective{name: "tiktok", parse: func() (err error) {
 			blocks["capi.tiktok"] = tokenAt(d)
 			a.TikTok, err = p.tiktok()
-		case "google_ads":
+			return err
+		}},
+		subdirective{name: "google_ads", parse: func() (err error) {
 			blocks["capi.google_ads"] = tokenAt(d)
 			a.GoogleAds, err = p.googleAds()
-		case "delivery":
-			a.Delivery, err = p.delivery()
-		case "visitor_ttl":
-			var ttl time.Duration
-			if ttl, err = p.duration("visitor_ttl <duration>, such as 90d"); err == nil {
-				if err = checkVisitorTTL(ttl); err != nil {
-					err = p.errf("visitor_ttl: %v", err)
-				}
-				a.VisitorTTL = caddy.Duration(ttl)
-			}
-		case "default_country":
-			var cc string
-			if cc, err = p.arg("default_country <ISO 3166-1 alpha-2 code>"); err == nil {
-				if a.DefaultCountry, err = checkCountry(cc); err != nil {
-					err = p.errf("default_country: %v", err)
-				}
-			}
-		case "consent":
-			a.Consent, err = p.consent()
-		default:
-			return p.errf("unknown subdirective %q; expected one of storage, sink, meta, tiktok, google_ads, delivery, visitor_ttl, default_country, consent", name)
-		}
-		if err != nil {
 			return err
-		}
+		}},
+		subdirective{name: "delivery", parse: func() (err error) { a.Delivery, err = p.delivery(); return err }},
+		subdirective{name: "visitor_ttl", parse: func() error {
+			ttl, err := p.duration("visitor_ttl <duration>, such as 90d")
+			if err != nil {
+				return err
+			}
+			if err = checkVisitorTTL(ttl); err != nil {
+				err = p.errf("visitor_ttl: %v", err)
+			}
+			a.VisitorTTL = caddy.Duration(ttl)
+			return err
+		}},
+		subdirective{name: "default_country", parse: func() error {
+			cc, err := p.arg("default_country <ISO 3166-1 alpha-2 code>")
+			if err != nil {
+				return err
+			}
+			if a.DefaultCountry, err = checkCountry(cc); err != nil {
+				return p.errf("default_country: %v", err)
+			}
+			return nil
+		}},
+		subdirective{name: "consent", parse: func() (err error) { a.Consent, err = p.consent(); return err }},
+	)
+	if err != nil {
+		return err
 	}
 	if err := a.checkCredentials(); err != nil {
 		var fe fieldError
@@ -199,61 +198,58 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		return d.Err("capi: the directive takes no arguments besides a matcher; expected a block: capi { … }")
 	}
 	p := parser{d: d, ctx: "capi", seen: map[string]bool{}}
-	for d.NextBlock(0) {
-		name := d.Val()
-		switch name {
-		case "conversion", "capture", "link", "postback":
-		default:
-			if err := p.once(name); err != nil {
+	err := p.subdirectives(
+		subdirective{name: "pixels", parse: func() error { return p.pixels(h) }},
+		subdirective{name: "cookie_domain", parse: func() error {
+			v, err := p.arg("cookie_domain <domain>")
+			if err != nil {
 				return err
 			}
-		}
-		var err error
-		switch name {
-		case "pixels":
-			err = p.pixels(h)
-		case "cookie_domain":
-			var v string
-			if v, err = p.arg("cookie_domain <domain>"); err == nil {
-				if h.CookieDomain, err = checkCookieDomain(v); err != nil {
-					err = p.errf("cookie_domain: %v", err)
-				}
+			if h.CookieDomain, err = checkCookieDomain(v); err != nil {
+				return p.errf("cookie_domain: %v", err)
 			}
-		case "page_view":
+			return nil
+		}},
+		subdirective{name: "page_view", parse: func() (err error) {
 			if h.PageView, err = p.arg("page_view server|browser"); err == nil && h.PageView != "server" && h.PageView != "browser" {
 				err = p.errf("page_view: expected server or browser, got %q", h.PageView)
 			}
-		case "conversion":
-			var c Conversion
-			if c, err = p.conversion(); err == nil {
+			return err
+		}},
+		subdirective{name: "conversion", repeat: true, parse: func() error {
+			c, err := p.conversion()
+			if err == nil {
 				h.Conversions = append(h.Conversions, c)
 			}
-		case "capture":
-			err = p.capture(h)
-		case "collect":
+			return err
+		}},
+		subdirective{name: "capture", repeat: true, parse: func() error { return p.capture(h) }},
+		subdirective{name: "collect", parse: func() (err error) {
 			if h.Collect, err = p.arg("collect <path>, such as /capi/collect"); err == nil {
 				if err = checkExactPath(h.Collect); err != nil {
 					err = p.errf("collect: %v", err)
 				}
 			}
-		case "link":
-			var l Link
-			if l, err = p.link(); err == nil {
+			return err
+		}},
+		subdirective{name: "link", repeat: true, parse: func() error {
+			l, err := p.link()
+			if err == nil {
 				h.Links = append(h.Links, l)
 			}
-		case "postback":
-			var pb Postback
-			if pb, err = p.postback(); err == nil {
+			return err
+		}},
+		subdirective{name: "postback", repeat: true, parse: func() error {
+			pb, err := p.postback()
+			if err == nil {
 				h.Postbacks = append(h.Postbacks, pb)
 			}
-		case "consent":
-			h.Consent, err = p.consent()
-		default:
-			return p.errf("unknown subdirective %q; expected one of pixels, cookie_domain, page_view, conversion, capture, collect, link, postback, consent", name)
-		}
-		if err != nil {
 			return err
-		}
+		}},
+		subdirective{name: "consent", parse: func() (err error) { h.Consent, err = p.consent(); return err }},
+	)
+	if err != nil {
+		return err
 	}
 	// What spans subdirectives (two endpoints on one path) is found after the block.
 	if err := h.check(); err != nil {
