@@ -265,7 +265,7 @@ func (h *Handler) recordPostback(ctx context.Context, site *postbackSite, route 
 		return "", err
 	}
 	key := "postback/" + name + "/" + n.IdempotencyKey
-	if seen, err := alreadySeen(ctx, visitors, key); err != nil {
+	if seen, err := visitors.Seen(ctx, key); err != nil {
 		return "", err
 	} else if seen {
 		h.logger.Info("postback is a duplicate of one already recorded", zap.String("source", name),
@@ -316,18 +316,6 @@ func (h *Handler) recordPostback(ctx context.Context, site *postbackSite, route 
 		zap.Strings("platforms", platforms),
 		zap.Int("enqueued", added))
 	return outcome, nil
-}
-
-// alreadySeen reports whether key is marked seen, without claiming it: MarkSeen with the shortest
-// TTL reports an unexpired mark and leaves it alone, and otherwise leaves a mark that has expired
-// before anything else reads it (the store's Sweep reclaims it). The store offers no read-only
-// lookup of idempotency keys.
-func alreadySeen(ctx context.Context, st store.Store, key string) (bool, error) {
-	first, err := st.MarkSeen(ctx, key, time.Nanosecond)
-	if err != nil {
-		return false, err
-	}
-	return !first, nil
 }
 
 // postbackEvent joins a notification to its visitor (conversion.Join, in DESIGN §7's order) and

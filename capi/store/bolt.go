@@ -463,6 +463,29 @@ func (s *Bolt) MarkSeen(ctx context.Context, key string, ttl time.Duration) (boo
 	}
 }
 
+// Seen reports whether key carries an unexpired mark; it reads only, so it costs no disk sync.
+func (s *Bolt) Seen(ctx context.Context, key string) (bool, error) {
+	if err := ctx.Err(); err != nil {
+		return false, fmt.Errorf("store: seen: %w", err)
+	}
+	if key == "" {
+		return false, fmt.Errorf("store: seen: need a key: %w", ErrInvalid)
+	}
+	h := sha256.Sum256([]byte(key))
+	now := s.opts.Now().UnixNano()
+	var seen bool
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		if v := tx.Bucket(bucketSeen).Get(h[:]); len(v) == 8 {
+			seen = now < int64(binary.BigEndian.Uint64(v))
+		}
+		return nil
+	})
+	if err != nil {
+		return false, fmt.Errorf("store: seen: %w", err)
+	}
+	return seen, nil
+}
+
 // markSeen records the hashed key until now+ttl unless it is already recorded past now, and
 // reports whether it recorded it.
 func markSeen(tx *bbolt.Tx, h []byte, now time.Time, ttl time.Duration) (bool, error) {

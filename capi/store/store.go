@@ -98,6 +98,9 @@ type Store interface {
 	// MarkSeen records an idempotency key for ttl and reports whether this is its first sighting
 	// within that time. It is durable: a restart does not forget it.
 	MarkSeen(ctx context.Context, key string, ttl time.Duration) (first bool, err error)
+	// Seen reports whether an idempotency key is marked and its mark has not expired, without
+	// marking it: for callers that must do durable work before claiming the key.
+	Seen(ctx context.Context, key string) (bool, error)
 }
 
 // Batcher is implemented by a Store that can write many visitor records in one durable write

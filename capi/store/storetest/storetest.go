@@ -484,10 +484,22 @@ func testMarkSeen(t *testing.T, open opener) {
 	}
 	for i, st := range steps {
 		clock.Advance(st.advance)
+		// Seen answers what MarkSeen is about to find, and claims nothing.
+		for range 2 {
+			if seen, err := s.Seen(ctx, st.key); err != nil || seen == st.first {
+				t.Fatalf("step %d: Seen(%q) = %v, %v; want %v", i, st.key, seen, err, !st.first)
+			}
+		}
 		first, err := s.MarkSeen(ctx, st.key, st.ttl)
 		if err != nil || first != st.first {
 			t.Fatalf("step %d: MarkSeen(%q, %v) = %v, %v; want %v", i, st.key, st.ttl, first, err, st.first)
 		}
+		if seen, err := s.Seen(ctx, st.key); err != nil || !seen {
+			t.Fatalf("step %d: Seen(%q) after MarkSeen = %v, %v; want true", i, st.key, seen, err)
+		}
+	}
+	if _, err := s.Seen(ctx, ""); !errors.Is(err, store.ErrInvalid) {
+		t.Errorf("Seen(empty key) error = %v; want ErrInvalid", err)
 	}
 }
 
