@@ -185,7 +185,7 @@ func (a *App) Start() error {
 		return err
 	}
 	a.resolved.live.Store(true)
-	a.installed, a.previousDelivery = a.storage.deliveryEngine().SetSenders(senders, a.resolved.deliverySettings(senders))
+	a.installed, a.previousDelivery = a.storage.deliveryEngine().SetSenders(senders, a.resolved.retrySettings(a.resolved.deliverySettings(senders)))
 	a.previous = a.storage.settings.Swap(a.resolved)
 	a.started = true
 	a.logger.Info("capi started",

@@ -81,6 +81,8 @@ func parseHandlerDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler,
 //			batch   <n>
 //			flush   <duration>
 //			give_up <duration>
+//			retry_base <duration>
+//			retry_max  <duration>
 //		}
 //		visitor_ttl     <duration>
 //		default_country <cc>
@@ -598,6 +600,7 @@ func (p parser) delivery() (*DeliveryConfig, error) {
 	}
 	dc := new(DeliveryConfig)
 	q := p.sub("delivery")
+	lines := map[string]*caddyfile.Dispenser{}
 	err := q.subdirectives(
 		subdirective{name: "workers", parse: func() (err error) {
 			dc.Workers, err = q.positiveInt("workers <n>", maxWorkers)
@@ -616,6 +619,7 @@ func (p parser) delivery() (*DeliveryConfig, error) {
 			return err
 		}},
 		subdirective{name: "give_up", parse: func() error {
+			lines["give_up"] = tokenAt(q.d)
 			dur, err := q.duration("give_up <duration>, such as 6d")
 			if err == nil && dur > maxGiveUp {
 				err = q.errf("give_up: expected at most 90d")
@@ -623,8 +627,28 @@ func (p parser) delivery() (*DeliveryConfig, error) {
 			dc.GiveUp = caddy.Duration(dur)
 			return err
 		}},
+		subdirective{name: "retry_base", parse: func() error {
+			lines["retry_base"] = tokenAt(q.d)
+			dur, err := q.duration("retry_base <duration>, such as 1s")
+			dc.RetryBase = caddy.Duration(dur)
+			return err
+		}},
+		subdirective{name: "retry_max", parse: func() error {
+			lines["retry_max"] = tokenAt(q.d)
+			dur, err := q.duration("retry_max <duration>, such as 10m")
+			dc.RetryMax = caddy.Duration(dur)
+			return err
+		}},
 	)
-	return dc, err
+	if err != nil {
+		return dc, err
+	}
+	// The bounds are checked against each other once the block is read; the error points at the
+	// line of the bound at fault.
+	if field, err := checkRetry(*dc); err != nil {
+		return dc, lines[field].Errf("capi delivery: %s: %v", field, err)
+	}
+	return dc, nil
 }
 
 func (p parser) consent() (*ConsentConfig, error) {

@@ -10,11 +10,15 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/caddytest"
+
+	"github.com/caddy-capi/caddy-capi/capi/delivery"
 )
 
 var update = flag.Bool("update", false, "rewrite the expected JSON of testdata/adapt/*.caddyfiletest")
@@ -97,6 +101,12 @@ func TestCaddyfileErrorsNameFileLineAndExpectation(t *testing.T) {
 		{"visitor TTL beyond cookie lifetime", global("\t\tvisitor_ttl 800d"), 3, "expected a duration from 1h to 400d"},
 		{"workers not a number", global("\t\tdelivery {\n\t\t\tworkers many\n\t\t}"), 4, `workers: "many" is not a number from 1 to 256`},
 		{"batch above every platform cap", global("\t\tdelivery {\n\t\t\tbatch 5000\n\t\t}"), 4, "is not a number from 1 to 2000"},
+		{"retry base not a duration", global("\t\tdelivery {\n\t\t\tretry_base soon\n\t\t}"), 4, `capi delivery: retry_base: bad duration "soon"; expected a positive duration`},
+		{"retry max shorter than base", global("\t\tdelivery {\n\t\t\tretry_base 1m\n\t\t\tretry_max 30s\n\t\t}"), 5, "capi delivery: retry_max: 30s is shorter than retry_base 1m; expected at least the base"},
+		{"retry max longer than give up", global("\t\tdelivery {\n\t\t\tretry_max 2h\n\t\t\tgive_up 1h\n\t\t}"), 4, "capi delivery: retry_max: 2h is longer than give_up 1h; expected at most give_up"},
+		{"retry max beyond a day", global("\t\tdelivery {\n\t\t\tretry_max 2d\n\t\t}"), 4, "retry_max: expected a positive duration up to 1d"},
+		{"retry base beyond the default max", global("\t\tdelivery {\n\t\t\tretry_base 20m\n\t\t}"), 4, "retry_base: 20m is longer than the default retry_max 10m"},
+		{"retry max below the default base", global("\t\tdelivery {\n\t\t\tretry_max 500ms\n\t\t}"), 4, "retry_max: 500ms is shorter than the default retry_base 1s"},
 		{"unclosed secret placeholder", strings.Replace(meta(""), "access_token secret123", "access_token {env.META_TOKEN", 1), 5, "access_token: has a malformed placeholder; expected the whole value to be {env.NAME} or {file.PATH}"},
 		{"placeholder without braces", strings.Replace(meta(""), "access_token secret123", "access_token $META_TOKEN", 1), 5, "access_token: looks like a placeholder without its braces"},
 		{"placeholder typo", strings.Replace(meta(""), "access_token secret123", "access_token {env:META_TOKEN}", 1), 5, "malformed placeholder"},
@@ -264,5 +274,45 @@ func TestGlobalOptionReturnsCapiApp(t *testing.T) {
 	app, ok := v.(httpcaddyfile.App)
 	if !ok || app.Name != "capi" || string(app.Value) != `{"storage":{"backend":"bolt"}}` {
 		t.Errorf("got %#v", v)
+	}
+}
+
+// TestDeliveryRetryBoundsAreCheckedInJSONToo: a JSON config gets the Caddyfile's checks, naming
+// the directive path, and what passes reaches the delivery engine's settings.
+func TestDeliveryRetryBoundsAreCheckedInJSONToo(t *testing.T) {
+	tests := []struct {
+		name string
+		d    DeliveryConfig
+		want string
+	}{
+		{"unset", DeliveryConfig{}, ""},
+		{"both within give_up", DeliveryConfig{RetryBase: caddy.Duration(2 * time.Second), RetryMax: caddy.Duration(time.Hour), GiveUp: caddy.Duration(48 * time.Hour)}, ""},
+		{"max equal to base", DeliveryConfig{RetryBase: caddy.Duration(time.Minute), RetryMax: caddy.Duration(time.Minute)}, ""},
+		{"negative base", DeliveryConfig{RetryBase: -1}, "capi.delivery.retry_base: expected a positive duration"},
+		{"max below base", DeliveryConfig{RetryBase: caddy.Duration(time.Minute), RetryMax: caddy.Duration(time.Second)}, "capi.delivery.retry_max: 1s is shorter than retry_base 1m"},
+		{"max beyond give_up", DeliveryConfig{RetryMax: caddy.Duration(3 * time.Hour), GiveUp: caddy.Duration(2 * time.Hour)}, "capi.delivery.retry_max: 3h is longer than give_up 2h"},
+		{"base beyond give_up", DeliveryConfig{RetryBase: caddy.Duration(5 * time.Minute), GiveUp: caddy.Duration(time.Minute)}, "capi.delivery.retry_base: 5m is longer than give_up 1m"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			err := checkDelivery("capi.delivery", tc.d)
+			if tc.want == "" {
+				if err != nil {
+					t.Fatalf("refused: %v", err)
+				}
+				r := resolvedConfig{delivery: tc.d}
+				s := r.retrySettings(delivery.Settings{Workers: 2})
+				if s.RetryBase != time.Duration(tc.d.RetryBase) || s.RetryMax != time.Duration(tc.d.RetryMax) || s.Workers != 2 {
+					t.Errorf("engine settings %+v do not carry %+v", s, tc.d)
+				}
+				if err := s.Validate(); err != nil {
+					t.Errorf("the engine refuses what the config accepted: %v", err)
+				}
+				return
+			}
+			if err == nil || err.Error() != tc.want && !strings.HasPrefix(err.Error(), tc.want) {
+				t.Fatalf("got %v, want %q", err, tc.want)
+			}
+		})
 	}
 }

@@ -152,6 +152,15 @@ type DeliveryConfig struct {
 	// capped by each platform's maximum event age. Default: just under each platform's maximum
 	// event age.
 	GiveUp caddy.Duration `json:"give_up,omitempty"`
+
+	// RetryBase is the backoff before the first retry of a transient failure; each later retry
+	// waits up to twice as long as the one before (exponential backoff with full jitter), until
+	// RetryMax. A platform's Retry-After is honoured when it asks for longer. Default: 1s.
+	RetryBase caddy.Duration `json:"retry_base,omitempty"`
+
+	// RetryMax caps the backoff between two attempts. It must not be shorter than RetryBase nor
+	// longer than GiveUp, and is at most 1 day. Default: 10m.
+	RetryMax caddy.Duration `json:"retry_max,omitempty"`
 }
 
 // ConsentConfig holds the consent rules of a site, or the defaults of every site.

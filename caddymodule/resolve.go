@@ -5,17 +5,26 @@ import (
 	"fmt"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+
+	"github.com/caddy-capi/caddy-capi/capi/delivery"
 )
 
 // Limits on delivery and retention values; beyond them a value is a typo, not a choice.
 const (
-	maxWorkers    = 256
-	maxBatch      = 2000
-	maxFlush      = time.Hour
-	maxGiveUp     = 90 * 24 * time.Hour
+	maxWorkers = 256
+	maxBatch   = 2000
+	maxFlush   = time.Hour
+	maxGiveUp  = 90 * 24 * time.Hour
+	// defaultRetryBase and defaultRetryMax are the delivery engine's own backoff bounds, which
+	// retry_base and retry_max are checked against when only one of them is set.
+	defaultRetryBase = time.Second
+	defaultRetryMax  = 10 * time.Minute
+	// maxRetryMax: a longer wait between attempts would leave a 7-day event a handful of tries.
+	maxRetryMax   = 24 * time.Hour
 	minVisitorTTL = time.Hour
 	// maxVisitorTTL matches the longest cookie lifetime browsers honour.
 	maxVisitorTTL = 400 * 24 * time.Hour
@@ -349,7 +358,62 @@ func checkDelivery(path string, d DeliveryConfig) error {
 	if d.GiveUp < 0 || time.Duration(d.GiveUp) > maxGiveUp {
 		return fieldErr(path+".give_up", errors.New("expected a positive duration up to 90d"))
 	}
+	if field, err := checkRetry(d); err != nil {
+		return fieldErr(path+"."+field, err)
+	}
 	return nil
+}
+
+// checkRetry checks the backoff bounds of d against each other, against the engine's defaults
+// where one is unset, and against give_up; it names the field at fault.
+func checkRetry(d DeliveryConfig) (field string, err error) {
+	base, ceiling := time.Duration(d.RetryBase), time.Duration(d.RetryMax)
+	if base < 0 {
+		return "retry_base", errors.New("expected a positive duration such as 1s")
+	}
+	if ceiling < 0 || ceiling > maxRetryMax {
+		return "retry_max", errors.New("expected a positive duration up to 1d, such as 10m")
+	}
+	if base == 0 && ceiling == 0 {
+		return "", nil
+	}
+	switch {
+	case ceiling == 0 && base > defaultRetryMax:
+		return "retry_base", fmt.Errorf("%s is longer than the default retry_max %s; expected a shorter retry_base or a retry_max of at least %s", shortDuration(base), shortDuration(defaultRetryMax), shortDuration(base))
+	case base == 0 && ceiling < defaultRetryBase:
+		return "retry_max", fmt.Errorf("%s is shorter than the default retry_base %s; expected at least %s", shortDuration(ceiling), shortDuration(defaultRetryBase), shortDuration(defaultRetryBase))
+	case base > 0 && ceiling > 0 && ceiling < base:
+		return "retry_max", fmt.Errorf("%s is shorter than retry_base %s; expected at least the base", shortDuration(ceiling), shortDuration(base))
+	}
+	if giveUp := time.Duration(d.GiveUp); giveUp > 0 {
+		if ceiling > giveUp {
+			return "retry_max", fmt.Errorf("%s is longer than give_up %s; expected at most give_up", shortDuration(ceiling), shortDuration(giveUp))
+		}
+		if ceiling == 0 && base > giveUp {
+			return "retry_base", fmt.Errorf("%s is longer than give_up %s; expected at most give_up", shortDuration(base), shortDuration(giveUp))
+		}
+	}
+	return "", nil
+}
+
+// shortDuration writes d as a Caddyfile would: 10m rather than 10m0s.
+func shortDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
+}
+
+// retrySettings adds the backoff bounds of the delivery block to the engine's settings; unset
+// ones leave the engine's defaults.
+func (r *resolvedConfig) retrySettings(s delivery.Settings) delivery.Settings {
+	s.RetryBase = time.Duration(r.delivery.RetryBase)
+	s.RetryMax = time.Duration(r.delivery.RetryMax)
+	return s
 }
 
 func checkVisitorTTL(d time.Duration) error {

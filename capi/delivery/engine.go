@@ -38,6 +38,12 @@ type Settings struct {
 	// goes to the dead letters instead of being retried. Default, and upper bound: just under the
 	// Sender's MaxAge.
 	GiveUp map[string]time.Duration
+	// RetryBase is the first retry's backoff ceiling, doubled on each later attempt (with full
+	// jitter). Default: the Engine's Options.BackoffBase.
+	RetryBase time.Duration
+	// RetryMax caps the backoff between two attempts; a platform's Retry-After may still ask for
+	// longer. Default: the Engine's Options.BackoffCap.
+	RetryMax time.Duration
 }
 
 // Validate reports impossible settings without touching anything.
@@ -55,6 +61,15 @@ func (s Settings) Validate() error {
 		if d <= 0 {
 			return fmt.Errorf("delivery: give_up %v for %s must be positive", d, p)
 		}
+	}
+	if s.RetryBase < 0 {
+		return fmt.Errorf("delivery: retry_base %v is negative", s.RetryBase)
+	}
+	if s.RetryMax < 0 {
+		return fmt.Errorf("delivery: retry_max %v is negative", s.RetryMax)
+	}
+	if s.RetryBase > 0 && s.RetryMax > 0 && s.RetryMax < s.RetryBase {
+		return fmt.Errorf("delivery: retry_max %v is shorter than retry_base %v", s.RetryMax, s.RetryBase)
 	}
 	return nil
 }
@@ -590,11 +605,21 @@ func (e *Engine) settle(name string, out []outcome) {
 	}
 }
 
-// backoff is exponential with full jitter, never shorter than the platform's Retry-After.
+// backoff is exponential with full jitter, never shorter than the platform's Retry-After. The
+// installed settings' RetryBase and RetryMax, when set, replace the Engine's defaults, so a config
+// reload changes the backoff of retries scheduled after it.
 func (e *Engine) backoff(attempts int, retryAfter time.Duration, jitter float64) time.Duration {
-	d := e.cap
+	base, ceiling := e.base, e.cap
+	s := e.cfg.Load().settings
+	if s.RetryBase > 0 {
+		base = s.RetryBase
+	}
+	if s.RetryMax > 0 {
+		ceiling = s.RetryMax
+	}
+	d := ceiling
 	if shift := attempts - 1; shift < 32 {
-		if b := e.base << shift; b > 0 && b < e.cap {
+		if b := base << shift; b > 0 && b < ceiling {
 			d = b
 		}
 	}
