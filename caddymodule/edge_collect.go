@@ -97,15 +97,64 @@ func (t *jsonText) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// collectError is a refusal of the collect endpoint: the status and a message that says what the
-// endpoint expects, for the browser's console and for handle_errors ({http.error.message}).
+// collectRefusal is why the collect endpoint refused a post: the status, the outcome label it is
+// counted under, and a message that says what the endpoint expects.
+type collectRefusal struct {
+	status  int
+	outcome string
+	msg     string
+}
+
+func (r collectRefusal) Error() string { return "capi collect: " + r.msg }
+
+// collectError counts a refusal of the collect endpoint under its outcome and returns it as a
+// caddyhttp.Error carrying the collectRefusal, for answerCollect to answer.
 func collectError(status int, outcome, msg string) error {
 	edgeStats().collected.WithLabelValues(outcome).Inc()
-	return caddyhttp.Error(status, errors.New("capi collect: "+msg))
+	return caddyhttp.Error(status, collectRefusal{status: status, outcome: outcome, msg: msg})
+}
+
+// collectAnswer is the body of a refusal: what went wrong, for the developer reading the browser's
+// console, and the outcome, stable for a script to branch on.
+type collectAnswer struct {
+	Error string `json:"error"`
+	Code  string `json:"code"`
+}
+
+// answerCollect answers the collect endpoint's error err itself, as JSON with the error's status,
+// and returns nil; without an error it does nothing. The endpoint is called by a script, which
+// needs to read why a post was refused; a caddyhttp.Error left to Caddy would reach it as an empty
+// body unless the site had handle_errors. A refusal keeps the outcome it was counted under as its
+// code; any other error (the queue could not take the event) is "failed", as it is counted. The
+// messages are the endpoint's own, never a value from the post.
+func answerCollect(w http.ResponseWriter, err error) error {
+	if err == nil {
+		return nil
+	}
+	status, answer := http.StatusInternalServerError, collectAnswer{Error: "the event could not be recorded", Code: "failed"}
+	var he caddyhttp.HandlerError
+	var refusal collectRefusal
+	switch {
+	case errors.As(err, &refusal):
+		status, answer = refusal.status, collectAnswer{Error: refusal.msg, Code: refusal.outcome}
+	case errors.As(err, &he):
+		status = he.StatusCode
+		if he.Err != nil {
+			answer.Error = strings.TrimPrefix(he.Err.Error(), "capi collect: ")
+		}
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	// Encode escapes <, > and & too, so no browser can take the body for markup.
+	_ = json.NewEncoder(w).Encode(answer)
+	return nil
 }
 
 // readCollect checks a post to the collect endpoint and decodes its body; the error is a
-// caddyhttp.Error with the status to answer.
+// collectError, counted, for answerCollect.
 func readCollect(w http.ResponseWriter, r *http.Request, known func(string) bool) (collectEvent, error) {
 	var ev collectEvent
 	if r.Method != http.MethodPost {
