@@ -3,7 +3,9 @@ package inject
 import (
 	"bytes"
 	"io"
+	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -210,6 +212,49 @@ func FuzzWriterGzip(f *testing.F) {
 		in.Close()
 		if !bytes.Equal(rec.Body.Bytes(), want.Bytes()) {
 			t.Fatalf("decoded output differs")
+		}
+	})
+}
+
+// FuzzWriterContentLength writes any page, in chunks, with its true Content-Length, sometimes
+// flushing after the first chunk: when the answer carries a Content-Length it is exactly the length
+// of the body written, and the body is what the Injector makes of the page.
+func FuzzWriterContentLength(f *testing.F) {
+	f.Add([]byte(page), uint8(200), false)
+	f.Add([]byte(page), uint8(3), false)
+	f.Add([]byte(page), uint8(20), true)
+	f.Add([]byte("<div>fragment</div>"), uint8(255), false)
+	f.Add([]byte("<!doctype html>no anchor"), uint8(255), false)
+	f.Add([]byte{}, uint8(0), false)
+	f.Fuzz(func(t *testing.T, data []byte, chunk uint8, flush bool) {
+		rec := httptest.NewRecorder()
+		iw := NewWriter(rec, httptest.NewRequest("GET", "/", nil), markSnippet)
+		defer iw.Close()
+		iw.Header().Set("Content-Type", "text/html")
+		iw.Header().Set("Content-Length", strconv.Itoa(len(data)))
+		iw.WriteHeader(http.StatusOK)
+		for i, rest := 0, data; len(rest) > 0; i++ {
+			n := min(int(chunk)+1, len(rest))
+			if _, err := iw.Write(rest[:n]); err != nil {
+				t.Fatal(err)
+			}
+			if i == 0 && flush {
+				iw.Flush()
+			}
+			rest = rest[n:]
+		}
+		if err := iw.Finish(); err != nil {
+			t.Fatal(err)
+		}
+		var want bytes.Buffer
+		in := NewInjector(&want, []byte(mark), 0)
+		in.Write(data)
+		in.Close()
+		if !bytes.Equal(rec.Body.Bytes(), want.Bytes()) {
+			t.Fatalf("body differs from the Injector's output")
+		}
+		if cl := rec.Header().Get("Content-Length"); cl != "" && cl != strconv.Itoa(rec.Body.Len()) {
+			t.Fatalf("Content-Length %s for a body of %d bytes", cl, rec.Body.Len())
 		}
 	})
 }

@@ -103,6 +103,10 @@ func NewInjector(dst io.Writer, snippet []byte, limit int) *Injector {
 // Injected reports whether the snippet has been written.
 func (in *Injector) Injected() bool { return in.at >= 0 }
 
+// Finished reports whether the Injector has stopped scanning: the rest of the stream passes through
+// unchanged, with the snippet already written or never to be.
+func (in *Injector) Finished() bool { return in.phase == done }
+
 // InsertedAt returns the offset in the input stream before which the snippet was inserted, or -1.
 func (in *Injector) InsertedAt() int64 { return in.at }
 

@@ -7,6 +7,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"strconv"
 	"strings"
 )
 
@@ -21,12 +22,24 @@ import (
 // "document"), whose HTML is a part of a page that already has the snippet. Only then is the snippet
 // callback called; it may return nil to leave the response alone.
 //
-// When it injects, Writer deletes Content-Length (the body grows and is streamed), Accept-Ranges
-// (byte ranges of the upstream body do not address ours), ETag and Last-Modified. The snippet carries
+// When it injects, Writer deletes Accept-Ranges (byte ranges of the upstream body do not address
+// ours), ETag and Last-Modified, and sends Content-Length only when it can know the new length before
+// the first byte: see "Content-Length" below. The snippet carries
 // a per-view event ID, so two injected bodies are never the same: a validator would let a browser or
 // cache revalidate to 304 and reuse a page whose event ID was already counted, and the platforms
 // would drop that view as a duplicate. Deleting them is what Caddy's templates handler does for the
 // same reason; a weak ETag would still allow the 304.
+//
+// Content-Length: an identity body whose upstream length is known keeps a Content-Length, and with it
+// the plain (not chunked) transfer that costs a proxy fewer system calls and bytes per page. The
+// status and headers are held back from the first WriteHeader until the Injector first writes
+// output, which is at the end of the Write that brought the first body bytes: by then the snippet
+// has nearly always gone in (its anchor sits in a page's first bytes), so the body will be exactly
+// the upstream length plus the snippet's, and that is the Content-Length sent. When the Injector
+// has given up instead (no anchor within the scan limit) the body is the upstream's and so is its
+// length. When it is still scanning, or on a Flush before any output, the length is unknown and the
+// response is streamed without Content-Length, as before. Nothing else waits: the headers go out
+// with the first output bytes, never later than they would have been flushed by the network.
 //
 // A gzip body from an upstream that ignored PrepareRequest is decoded and sent on as identity with
 // Content-Encoding removed, so that Caddy's encode handler, which wraps this one, compresses the
@@ -51,9 +64,15 @@ type Writer struct {
 	snippet func(http.Header) []byte
 
 	wroteHeader bool
-	inj         *Injector // nil unless injecting
-	gz          *gunzipper
-	err         error
+	// held is the status of a response whose headers wait for the first output bytes (see
+	// "Content-Length" above); 0 once they are written.
+	held int
+	// length is the upstream body's Content-Length while the headers are held, -1 when unknown.
+	length     int64
+	snippetLen int64
+	inj        *Injector // nil unless injecting
+	gz         *gunzipper
+	err        error
 }
 
 // NewWriter returns a Writer for the response to r. snippet is called at most once, when the
@@ -80,18 +99,64 @@ func (w *Writer) WriteHeader(code int) {
 	if enc, ok := w.qualifies(code); ok {
 		if s := w.snippet(w.rw.Header()); s != nil {
 			h := w.rw.Header()
-			h.Del("Content-Length")
 			h.Del("Accept-Ranges")
 			h.Del("Etag")
 			h.Del("Last-Modified")
-			w.inj = NewInjector(w.rw, s, 0)
+			w.inj = NewInjector(headerCommitter{w}, s, 0)
+			w.snippetLen = int64(len(s))
 			if enc == "gzip" {
 				h.Del("Content-Encoding")
+				h.Del("Content-Length")
 				w.gz = newGunzipper(w.inj)
+			} else if w.length = contentLength(h); w.length >= 0 {
+				w.held = code
+				return
 			}
+			h.Del("Content-Length")
 		}
 	}
 	w.rw.WriteHeader(code)
+}
+
+// contentLength returns the single valid Content-Length of h, or -1.
+func contentLength(h http.Header) int64 {
+	v := h.Values("Content-Length")
+	if len(v) != 1 {
+		return -1
+	}
+	n, err := strconv.ParseInt(strings.TrimSpace(v[0]), 10, 64)
+	if err != nil || n < 0 {
+		return -1
+	}
+	return n
+}
+
+// commitHeader writes held headers with the Content-Length the body is now known to have, or
+// without one when it is not known yet.
+func (w *Writer) commitHeader() {
+	if w.held == 0 {
+		return
+	}
+	code := w.held
+	w.held = 0
+	h := w.rw.Header()
+	switch {
+	case w.inj.Injected():
+		h.Set("Content-Length", strconv.FormatInt(w.length+w.snippetLen, 10))
+	case w.inj.Finished():
+		h.Set("Content-Length", strconv.FormatInt(w.length, 10))
+	default:
+		h.Del("Content-Length")
+	}
+	w.rw.WriteHeader(code)
+}
+
+// headerCommitter is the Injector's destination: it writes held headers before the first bytes.
+type headerCommitter struct{ w *Writer }
+
+func (c headerCommitter) Write(p []byte) (int, error) {
+	c.w.commitHeader()
+	return c.w.rw.Write(p)
 }
 
 // qualifies reports whether the response may be injected into, and its content coding
@@ -184,6 +249,7 @@ func (w *Writer) FlushError() error {
 		if err := w.inj.Flush(); err != nil {
 			return err
 		}
+		w.commitHeader()
 	}
 	return http.NewResponseController(w.rw).Flush()
 }
@@ -218,6 +284,7 @@ func (w *Writer) Finish() error {
 		w.err = err
 		return err
 	}
+	w.commitHeader() // a body that never produced output (empty, or all held until now)
 	return nil
 }
 

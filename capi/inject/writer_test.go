@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"net/http/httptrace"
 	"net/textproto"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -45,7 +46,7 @@ func markSnippet(http.Header) []byte { return []byte(mark) }
 func TestWriterDecidesWhetherToInject(t *testing.T) {
 	htmlHeaders := map[string]string{
 		"Content-Type":   "text/html; charset=utf-8",
-		"Content-Length": "999",
+		"Content-Length": strconv.Itoa(len(page)),
 		"ETag":           `"v1"`,
 		"Last-Modified":  "Mon, 02 Jan 2006 15:04:05 GMT",
 		"Accept-Ranges":  "bytes",
@@ -134,10 +135,13 @@ func TestWriterDecidesWhetherToInject(t *testing.T) {
 			if called != 1 || body != injectedPage || !iw.Injected() {
 				t.Fatalf("callback called %d times, body %q", called, body)
 			}
-			for _, k := range []string{"Content-Length", "ETag", "Last-Modified", "Accept-Ranges"} {
+			for _, k := range []string{"ETag", "Last-Modified", "Accept-Ranges"} {
 				if v := h.Get(k); v != "" {
 					t.Errorf("%s = %q kept on an injected response", k, v)
 				}
+			}
+			if got, want := h.Get("Content-Length"), strconv.Itoa(len(injectedPage)); got != want {
+				t.Errorf("Content-Length = %q, want the injected body's %s", got, want)
 			}
 			if h.Get("Content-Type") != tt.headers["Content-Type"] {
 				t.Errorf("Content-Type changed to %q", h.Get("Content-Type"))
@@ -414,6 +418,70 @@ func TestWriterStreamsBeforeHandlerFinishes(t *testing.T) {
 	}
 	if res.ContentLength != -1 || res.TransferEncoding[0] != "chunked" {
 		t.Fatalf("not streamed: length %d, %v", res.ContentLength, res.TransferEncoding)
+	}
+}
+
+// A page whose upstream length is known keeps a Content-Length, the new one, whenever the body's
+// length is settled by the first output; otherwise it is streamed without one. Checked through a real
+// server and client, which refuse a body that disagrees with its Content-Length.
+func TestWriterContentLength(t *testing.T) {
+	// Bodies above net/http's 2 KB response buffer, which would otherwise size a short answer itself.
+	filler := strings.Repeat("<p>hi</p>", 500)
+	page := strings.Replace(page, "</body>", filler+"</body>", 1)
+	injectedPage := strings.Replace(page, "<title>", mark+"<title>", 1)
+	fragment := `<div class="cart">3 items</div>` + filler
+	noAnchor := "<!doctype html>" + strings.Repeat("x", DefaultScanLimit+10) + "<head>"
+	tests := []struct {
+		name   string
+		writes []string
+		length string // the upstream's Content-Length, "" for none
+		flush  bool   // flush after the first write
+		want   string // the body the client must get
+		sized  bool   // whether the answer must carry a Content-Length (else chunked)
+	}{
+		{"anchor in the first write", []string{page}, strconv.Itoa(len(page)), false, injectedPage, true},
+		{"anchor in the first of two writes", []string{page[:60], page[60:]}, strconv.Itoa(len(page)), false, injectedPage, true},
+		{"anchor only in the second write", []string{page[:15], page[15:]}, strconv.Itoa(len(page)), false, injectedPage, false},
+		{"flushed before the anchor", []string{page[:15], page[15:]}, strconv.Itoa(len(page)), true, injectedPage, false},
+		{"no upstream length", []string{page}, "", false, injectedPage, false},
+		{"fragment: nothing inserted", []string{fragment}, strconv.Itoa(len(fragment)), false, fragment, false},
+		{"scan limit passed in the first write", []string{noAnchor}, strconv.Itoa(len(noAnchor)), false, noAnchor, true},
+		{"empty body", nil, "0", false, "", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := newServer(t, func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", "text/html")
+				if tt.length != "" {
+					w.Header().Set("Content-Length", tt.length)
+				}
+				w.WriteHeader(http.StatusOK)
+				for i, s := range tt.writes {
+					io.WriteString(w, s)
+					if i == 0 && tt.flush {
+						w.(http.Flusher).Flush()
+					}
+				}
+			})
+			res, err := http.Get(srv.URL)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, err := io.ReadAll(res.Body)
+			res.Body.Close()
+			if err != nil {
+				t.Fatalf("reading the body: %v", err)
+			}
+			if string(body) != tt.want {
+				t.Fatalf("body %q, want %q", body, tt.want)
+			}
+			if tt.sized && res.ContentLength != int64(len(tt.want)) {
+				t.Errorf("Content-Length %d (transfer %v), want %d", res.ContentLength, res.TransferEncoding, len(tt.want))
+			}
+			if !tt.sized && res.ContentLength != -1 {
+				t.Errorf("Content-Length %d on a body whose length was not known at the first byte", res.ContentLength)
+			}
+		})
 	}
 }
 
