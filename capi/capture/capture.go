@@ -13,9 +13,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"mime"
 	"mime/multipart"
 	"net/url"
+	"slices"
 	"strings"
 	"unicode"
 )
@@ -71,21 +73,45 @@ const (
 	CartToken   = "cart_token"
 )
 
+// fieldNames are our field names in the order people read a form, which is also the order extra
+// names are resolved in.
+var fieldNames = []string{Email, Phone, FirstName, LastName, FullName, DateOfBirth, Gender, Street, City, State, Zip, Country, CartToken}
+
+// FieldNames returns our field names, the valid keys of Fields.
+func FieldNames() []string { return slices.Clone(fieldNames) }
+
+// maxNameLen is the longest posted name considered; add ignores longer ones.
+const maxNameLen = 256
+
 // Fields maps one of our field names (Email, Phone, …) to extra form field names that carry it on a
-// particular site, in addition to the built-in names. An extra name matches a posted name exactly
-// (case-insensitively: "contact[mail]", "customer.mail") or its last segment ("mail").
+// particular site, in addition to the built-in names, which they take precedence over. An extra
+// name matches a posted name exactly (case-insensitively: "contact[mail]", "customer.mail") or its
+// last segment ("mail").
 type Fields map[string][]string
 
-// Validate reports a key that is not one of our field names.
+// Validate reports a key that is not one of our field names, and an extra name that could never
+// match (empty, too long, no letter or digit) or that is given for two fields. Its errors name the
+// field and the name, which come from the site's configuration, never from a request.
 func (f Fields) Validate() error {
-	for k, names := range f {
-		if _, ok := limits[k]; !ok {
-			return fmt.Errorf("capture: unknown field %q (want one of email, phone, first_name, last_name, full_name, date_of_birth, gender, street, city, state, zip, country, cart_token)", k)
+	owner := map[string]string{}
+	for _, k := range slices.Sorted(maps.Keys(f)) {
+		if !slices.Contains(fieldNames, k) {
+			return fmt.Errorf("capture: unknown field %q; expected one of %s", k, strings.Join(fieldNames, ", "))
 		}
-		for _, n := range names {
-			if strings.TrimSpace(n) == "" {
+		for _, n := range f[k] {
+			name := strings.ToLower(strings.TrimSpace(n))
+			switch {
+			case name == "":
 				return fmt.Errorf("capture: field %s: empty extra name", k)
+			case len(name) > maxNameLen:
+				return fmt.Errorf("capture: field %s: extra name longer than %d bytes", k, maxNameLen)
+			case len(segments(name)) == 0:
+				return fmt.Errorf("capture: field %s: extra name %q has no letter or digit", k, n)
 			}
+			if other, ok := owner[name]; ok && other != k {
+				return fmt.Errorf("capture: extra name %q is given for both %s and %s; expected one field per name", n, other, k)
+			}
+			owner[name] = k
 		}
 	}
 	return nil
@@ -329,15 +355,18 @@ func newCollector(fields Fields) *collector {
 	if len(fields) > 0 {
 		c.extraFull = make(map[string]string)
 		c.extraLeaf = make(map[string]string)
-		for field, names := range fields {
-			if _, ok := limits[field]; !ok {
-				continue
-			}
-			for _, n := range names {
+		// In fieldNames order, and the first field to claim a name keeps it, so that names shared
+		// by two fields (which Validate refuses) still resolve the same way on every request.
+		for _, field := range fieldNames {
+			for _, n := range fields[field] {
 				n = strings.ToLower(strings.TrimSpace(n))
-				c.extraFull[n] = field
+				if _, taken := c.extraFull[n]; !taken {
+					c.extraFull[n] = field
+				}
 				if segs := segments(n); len(segs) > 0 {
-					c.extraLeaf[segs[len(segs)-1]] = field
+					if _, taken := c.extraLeaf[segs[len(segs)-1]]; !taken {
+						c.extraLeaf[segs[len(segs)-1]] = field
+					}
 				}
 			}
 		}
@@ -348,7 +377,7 @@ func newCollector(fields Fields) *collector {
 // add considers one posted name and value.
 func (c *collector) add(name, value string) {
 	value = strings.TrimSpace(value)
-	if value == "" || len(name) > 256 {
+	if value == "" || len(name) > maxNameLen {
 		return
 	}
 	segs := segments(name)

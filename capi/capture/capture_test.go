@@ -349,3 +349,76 @@ func BenchmarkExtract(b *testing.B) {
 		}
 	})
 }
+
+func TestFieldsValidate(t *testing.T) {
+	tests := []struct {
+		name   string
+		fields Fields
+		want   string // a part of the error; empty when valid
+	}{
+		{"none", nil, ""},
+		{"every field", Fields{Email: {"mail"}, Phone: {"tel_nr"}, FirstName: {"vorname"}, LastName: {"nachname"}, FullName: {"kunde"}, DateOfBirth: {"geb"}, Gender: {"anrede"}, Street: {"strasse"}, City: {"ort"}, State: {"land_bundesland"}, Zip: {"plz"}, Country: {"staat"}, CartToken: {"basket"}}, ""},
+		{"unknown field lists the valid ones", Fields{"mail": {"x"}}, `unknown field "mail"; expected one of email, phone, first_name, last_name, full_name, date_of_birth, gender, street, city, state, zip, country, cart_token`},
+		{"empty name", Fields{Zip: {" "}}, "field zip: empty extra name"},
+		{"name without letters", Fields{Zip: {"[]"}}, `field zip: extra name "[]" has no letter or digit`},
+		{"name too long", Fields{Zip: {strings.Repeat("p", 257)}}, "longer than 256 bytes"},
+		{"one name for two fields", Fields{Email: {"Kontakt"}, Phone: {"kontakt"}}, `extra name "kontakt" is given for both email and phone`},
+		{"one name twice for one field", Fields{Zip: {"plz", "PLZ"}}, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.fields.Validate()
+			if tc.want == "" {
+				if err != nil {
+					t.Fatalf("refused: %v", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("got %v, want …%s…", err, tc.want)
+			}
+		})
+	}
+}
+
+// TestFieldNamesAreTheKeysOfLimits: every field Validate accepts has a plausibility limit, so
+// that an extra name's values are bounded like the built-in names' values.
+func TestFieldNamesAreTheKeysOfLimits(t *testing.T) {
+	names := FieldNames()
+	if len(names) != len(limits) {
+		t.Fatalf("%d field names, %d limits", len(names), len(limits))
+	}
+	for _, n := range names {
+		if limits[n] == 0 {
+			t.Errorf("field %s has no limit", n)
+		}
+	}
+	names[0] = "changed"
+	if FieldNames()[0] != Email {
+		t.Error("FieldNames returned the package's own slice")
+	}
+}
+
+// TestExtraNamesTakePrecedenceOverBuiltins: a site whose "name" field holds the company and whose
+// "ansprechpartner" holds the person maps them; the built-in reading of "name" gives way.
+func TestExtraNamesTakePrecedenceOverBuiltins(t *testing.T) {
+	body := []byte("name=ACME+GmbH&ansprechpartner=Jane+Doe&mobil=%2B49+151+1234567&email=jane%40acme.example")
+	without, _ := Extract("application/x-www-form-urlencoded", body, nil)
+	if without.Customer.FirstName != "ACME" || len(without.Customer.Phones) != 0 {
+		t.Fatalf("built-in names only: %+v", without.Customer)
+	}
+	fields := Fields{FullName: {"ansprechpartner"}, FirstName: {"vorname"}, Phone: {"mobil"}, City: {"name"}}
+	if err := fields.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	for range 20 { // map order must not matter
+		got, err := Extract("application/x-www-form-urlencoded", body, fields)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := Customer{Emails: []string{"jane@acme.example"}, Phones: []string{"+49 151 1234567"}, FirstName: "Jane", LastName: "Doe", City: "ACME GmbH"}
+		if !reflect.DeepEqual(got.Customer, want) {
+			t.Fatalf("got  %+v\nwant %+v", got.Customer, want)
+		}
+	}
+}
