@@ -4,6 +4,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
+	"fmt"
 	"slices"
 	"strings"
 )
@@ -26,9 +27,36 @@ type Shopify struct {
 	// Secrets are the client secrets or signing keys; several while a secret is rotated (Shopify
 	// may sign with the old one for up to an hour).
 	Secrets []string
-	// Topics are the topics whose paid orders are conversions; default orders/paid and
-	// orders/create.
+	// Topics are the topics whose paid orders are conversions, from ShopifyOrderTopics (any case);
+	// default orders/paid and orders/create. CheckShopifyTopics checks a configured list.
 	Topics []string
+}
+
+// shopifyOrderTopics are the topics whose payload is the order itself, with the id,
+// financial_status and totals a sale is read from (Shopify's webhook reference). orders/cancelled
+// and refunds/create are never purchases, and orders/edited carries an order edit, not the order.
+var shopifyOrderTopics = []string{"orders/paid", "orders/create", "orders/updated", "orders/fulfilled", "orders/partially_fulfilled"}
+
+// ShopifyOrderTopics returns the topics Shopify.Topics may name.
+func ShopifyOrderTopics() []string { return slices.Clone(shopifyOrderTopics) }
+
+// CheckShopifyTopics returns topics in lower case, the form Shopify sends in X-Shopify-Topic, or
+// an error naming a topic that cannot count as a purchase or is listed twice.
+func CheckShopifyTopics(topics []string) ([]string, error) {
+	out := make([]string, 0, len(topics))
+	for _, t := range topics {
+		topic := strings.ToLower(strings.TrimSpace(t))
+		switch {
+		case topic == "orders/cancelled" || topic == "refunds/create":
+			return nil, fmt.Errorf("postback: shopify: topic %s is never a purchase (it is read as a cancellation or a refund whether listed or not); expected one of %s", topic, strings.Join(shopifyOrderTopics, ", "))
+		case !slices.Contains(shopifyOrderTopics, topic):
+			return nil, fmt.Errorf("postback: shopify: topic %q does not carry an order that can count as a purchase; expected one of %s", t, strings.Join(shopifyOrderTopics, ", "))
+		case slices.Contains(out, topic):
+			return nil, fmt.Errorf("postback: shopify: topic %s is listed twice", topic)
+		}
+		out = append(out, topic)
+	}
+	return out, nil
 }
 
 func (Shopify) Name() string { return "shopify" }
@@ -52,7 +80,7 @@ func (s Shopify) Parse(req Request) (Notification, error) {
 	n := Notification{Source: src, Kind: Other, Test: doc.bool("test")}
 	id := doc.str("id") // a string of the JSON literal: order IDs exceed 2^53
 	switch {
-	case slices.Contains(topics, topic):
+	case slices.ContainsFunc(topics, func(t string) bool { return strings.EqualFold(t, topic) }):
 		if id == "" {
 			return Notification{}, malformed(src, "order has no id")
 		}
