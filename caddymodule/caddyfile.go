@@ -2,6 +2,8 @@ package caddymodule
 
 import (
 	"errors"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -11,6 +13,8 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/caddy-capi/caddy-capi/capi/capture"
 )
 
 func init() {
@@ -771,6 +775,67 @@ func (p parser) capture(h *Handler) error {
 	}
 	h.Capture = append(h.Capture, args...)
 	return nil
+}
+
+// captureField reads one `capture_field <our field> <form field name>...` line into fields,
+// refusing an unknown field with the list of ours and a name that could never match.
+func (p parser) captureField(fields map[string][]string) (map[string][]string, error) {
+	usage := "capture_field <field> <form field name>..., where <field> is one of " + strings.Join(capture.FieldNames(), ", ")
+	args, err := p.args(2, -1, usage)
+	if err != nil {
+		return fields, err
+	}
+	next := maps.Clone(fields)
+	if next == nil {
+		next = map[string][]string{}
+	}
+	next[args[0]] = slices.Concat(next[args[0]], args[1:])
+	if err := checkCaptureFields(next); err != nil {
+		return fields, p.errf("capture_field: %v", err)
+	}
+	return next, nil
+}
+
+// postbackSettings are the subdirectives of a postback block that only some sources take, read
+// into s; each refuses a source it does not apply to on its own line.
+func (p parser) postbackSettings(source string, s *PostbackSettings) []subdirective {
+	check := func(field string, v PostbackSettings) error {
+		out, _, err := checkPostbackSettings(source, v)
+		if err != nil {
+			return p.errf("%s: %v", field, err)
+		}
+		*s = out
+		return nil
+	}
+	return []subdirective{
+		{name: "vendor", parse: func() error {
+			v, err := p.arg("vendor <ClickBank account nickname>")
+			if err != nil {
+				return err
+			}
+			next := *s
+			next.Vendor = v
+			return check("vendor", next)
+		}},
+		{name: "currency", parse: func() error {
+			v, err := p.arg("currency <ISO 4217 code>, such as USD")
+			if err != nil {
+				return err
+			}
+			next := *s
+			next.Currency = v
+			return check("currency", next)
+		}},
+		{name: "topics", parse: func() error {
+			v, err := p.args(1, -1, "topics <topic>..., such as topics orders/paid orders/create")
+			if err != nil {
+				return err
+			}
+			next := *s
+			next.Topics = v
+			return check("topics", next)
+		}},
+	}
 }
 
 func (p parser) link() (Link, error) {

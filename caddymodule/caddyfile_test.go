@@ -316,3 +316,106 @@ func TestDeliveryRetryBoundsAreCheckedInJSONToo(t *testing.T) {
 		})
 	}
 }
+
+// TestCaptureFieldLines: each `capture_field` line adds form field names to one of our fields;
+// lines accumulate, and a mistake names the line and what was expected.
+func TestCaptureFieldLines(t *testing.T) {
+	tests := []struct {
+		name  string
+		input string
+		want  map[string][]string
+		err   string
+	}{
+		{"one field", "capture_field email kontakt[mail] mail_addr", map[string][]string{"email": {"kontakt[mail]", "mail_addr"}}, ""},
+		{"lines accumulate", "capture_field zip plz\ncapture_field city ort\ncapture_field zip postleitzahl", map[string][]string{"zip": {"plz", "postleitzahl"}, "city": {"ort"}}, ""},
+		{"unknown field", "capture_field mail x", nil, `capi: capture_field: unknown field "mail"; expected one of email, phone, first_name, last_name, full_name, date_of_birth, gender, street, city, state, zip, country, cart_token, at Testfile:1`},
+		{"no name", "capture_field zip", nil, "capi: capture_field: missing argument; expected `capture_field <field> <form field name>..., where <field> is one of email, phone, first_name, last_name, full_name, date_of_birth, gender, street, city, state, zip, country, cart_token`, at Testfile:1"},
+		{"one name for two fields", "capture_field email kontakt\ncapture_field phone Kontakt", nil, `capi: capture_field: extra name "Kontakt" is given for both email and phone; expected one field per name, at Testfile:2`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			d := caddyfile.NewTestDispenser(tc.input)
+			p := parser{d: d, ctx: "capi", seen: map[string]bool{}}
+			var got map[string][]string
+			var err error
+			for d.Next() && err == nil {
+				got, err = p.captureField(got)
+			}
+			if tc.err != "" {
+				if err == nil || err.Error() != tc.err {
+					t.Fatalf("got %v\nwant %s", err, tc.err)
+				}
+				return
+			}
+			if err != nil || !reflect.DeepEqual(got, tc.want) {
+				t.Fatalf("got %v, %v; want %v", got, err, tc.want)
+			}
+		})
+	}
+}
+
+// TestPostbackSettingLines: vendor, currency and topics are read where their source takes them
+// and refused on their own line where it does not.
+func TestPostbackSettingLines(t *testing.T) {
+	tests := []struct {
+		source, input string
+		want          PostbackSettings
+		err           string
+	}{
+		{"clickbank", "vendor MyStore", PostbackSettings{Vendor: "MyStore"}, ""},
+		{"jvzoo", "currency eur", PostbackSettings{Currency: "EUR"}, ""},
+		{"generic", "currency GBP", PostbackSettings{Currency: "GBP"}, ""},
+		{"shopify", "topics Orders/Paid orders/fulfilled", PostbackSettings{Topics: []string{"orders/paid", "orders/fulfilled"}}, ""},
+		{"shopify", "vendor mystore", PostbackSettings{}, "capi: vendor: only the clickbank source takes a vendor"},
+		{"clickbank", "vendor my-store!", PostbackSettings{}, "capi: vendor: expected the ClickBank account nickname"},
+		{"clickbank", "currency USD", PostbackSettings{}, "capi: currency: only the jvzoo and generic sources take a currency; clickbank notifications carry their own"},
+		{"jvzoo", "currency dollars", PostbackSettings{}, "capi: currency: expected a 3-letter ISO 4217 currency code"},
+		{"stripe", "topics orders/paid", PostbackSettings{}, "capi: topics: only the shopify source takes topics"},
+		{"shopify", "topics orders/paid orders/cancelled", PostbackSettings{}, "capi: topics: topic orders/cancelled is never a purchase"},
+		{"shopify", "topics", PostbackSettings{}, "capi: topics: missing argument; expected `topics <topic>..."},
+	}
+	for _, tc := range tests {
+		t.Run(tc.source+" "+tc.input, func(t *testing.T) {
+			d := caddyfile.NewTestDispenser(tc.input)
+			d.Next()
+			var got PostbackSettings
+			var err error
+			for _, s := range (parser{d: d, ctx: "capi"}).postbackSettings(tc.source, &got) {
+				if s.name == d.Val() {
+					err = s.parse()
+				}
+			}
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) || !strings.HasSuffix(err.Error(), "Testfile:1") {
+					t.Fatalf("got %v, want %q at Testfile:1", err, tc.err)
+				}
+				return
+			}
+			if err != nil || !reflect.DeepEqual(got, tc.want) {
+				t.Fatalf("got %+v, %v; want %+v", got, err, tc.want)
+			}
+		})
+	}
+}
+
+// TestPostbackSettingsAreCheckedInJSONToo: the JSON twin of each setting gets the same checks,
+// naming the field at fault.
+func TestPostbackSettingsAreCheckedInJSONToo(t *testing.T) {
+	for _, tc := range []struct {
+		source string
+		s      PostbackSettings
+		field  string
+	}{
+		{"clickbank", PostbackSettings{Vendor: "mystore"}, ""},
+		{"woocommerce", PostbackSettings{Vendor: "mystore"}, "vendor"},
+		{"generic", PostbackSettings{Currency: "XYZ"}, "currency"},
+		{"shopify", PostbackSettings{Currency: "USD"}, "currency"},
+		{"shopify", PostbackSettings{Topics: []string{"checkouts/create"}}, "topics"},
+		{"jvzoo", PostbackSettings{Topics: []string{"orders/paid"}}, "topics"},
+	} {
+		_, field, err := checkPostbackSettings(tc.source, tc.s)
+		if field != tc.field || (err == nil) != (tc.field == "") {
+			t.Errorf("%s %+v: field %q, error %v; want field %q", tc.source, tc.s, field, err, tc.field)
+		}
+	}
+}

@@ -184,3 +184,26 @@ type ConsentCookie struct {
 	// to be given. It is required.
 	Pattern string `json:"pattern,omitempty"`
 }
+
+// PostbackSettings are the settings of a postback endpoint that only some sources take; each is
+// refused on a source it does not apply to. They sit beside Source, Path and Secrets in the
+// endpoint's JSON.
+type PostbackSettings struct {
+	// Vendor is the ClickBank account nickname that every notification's vendor field must equal
+	// (case-insensitively), so that a notification encrypted for another account under a shared
+	// secret is refused. Only the clickbank source takes it. Default: unset, and the vendor is not
+	// checked.
+	Vendor string `json:"vendor,omitempty"`
+
+	// Currency is the ISO 4217 code of amounts that arrive without one: JVZoo's JVZIPN v1 never
+	// sends a currency, and a generic postback may leave it out. Only the jvzoo and generic sources
+	// take it. Default: USD for jvzoo; for generic none, and a value without a currency is ignored
+	// by the platforms.
+	Currency string `json:"currency,omitempty"`
+
+	// Topics are the Shopify webhook topics whose paid orders count as a purchase: orders/paid,
+	// orders/create, orders/updated, orders/fulfilled or orders/partially_fulfilled. An order counts
+	// once whichever of them arrive. Only the shopify source takes it. Default: orders/paid and
+	// orders/create.
+	Topics []string `json:"topics,omitempty"`
+}
