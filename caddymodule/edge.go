@@ -383,26 +383,52 @@ func (e *edge) visitorRecord(ctx context.Context, v *visit) *store.Visitor {
 
 // remember writes the visit into the visitor record in the background, when it changed something
 // (see edge_background.go for why, and what counts as a change).
+//
+// A returning visitor's pages mostly change nothing, so the writer remembers what it last found
+// recorded for each visitor (see recentVisits): a visit with the same signals within pageURLRefresh
+// of that is not handed to it at all, which spares the page the hand-off to the writer's goroutine
+// and the writer a read of the record.
 func (e *edge) remember(v *visit, html bool) {
 	req, now := v.req, e.now()
 	req.HTML = html
+	vid, fp := v.id.VisitorID, visitFingerprint(v)
+	if e.writer.recent.unchanged(vid, fp, now) {
+		return
+	}
 	e.writer.submitVisitor(func(ctx context.Context) (visitorWrite, error) {
 		visitors, err := e.storage.edgeVisitors(ctx)
 		if err != nil {
 			return visitorWrite{}, err
 		}
-		old, found, err := visitors.Get(ctx, v.id.VisitorID)
+		old, found, err := visitors.Get(ctx, vid)
 		if err != nil {
 			return visitorWrite{}, err
 		}
 		if found && !e.visitChanges(old, v, req, now) {
+			// Recorded as of old.Updated: the next write due is the page URL's, pageURLRefresh later.
+			e.writer.recent.note(vid, fp, old.Updated)
 			return visitorWrite{}, nil
 		}
-		return visitorWrite{visitors: visitors, change: store.Change{ID: v.id.VisitorID, Fn: func(rec *store.Visitor) error {
-			e.applyVisit(rec, v, req, now)
-			return nil
-		}}}, nil
+		return visitorWrite{
+			visitors: visitors,
+			change: store.Change{ID: vid, Fn: func(rec *store.Visitor) error {
+				e.applyVisit(rec, v, req, now)
+				return nil
+			}},
+			written: func() { e.writer.recent.note(vid, fp, now) },
+		}, nil
 	})
+}
+
+// firstVisitWithoutSignals reports a page request that carried no visitor cookie, no click ID, no
+// cart and fired no conversion. Its record would hold only what the cookies just set and the next
+// request carry again (browser IDs, IP, user agent), so it is written on that next request, which
+// also shows a client that keeps cookies. A client that never does (a crawler, a monitoring probe,
+// a flood of cookie-less requests) would otherwise add a record to the store on every request.
+// Tracking links and collected events still record a first visit: a postback may look the visitor
+// up by the ID a link just handed out.
+func firstVisitWithoutSignals(v *visit, converted bool) bool {
+	return v.id.NewVisitor && v.id.Clicks.IsZero() && v.cart == "" && !converted
 }
 
 // visitChanges reports whether applying the visit to old changes what the record is for: click
@@ -754,7 +780,9 @@ func (e *edge) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.Hand
 	}
 	p.enqueueConversions(ctx)
 	html := iw != nil && iw.Injected()
-	e.remember(v, html)
+	if !firstVisitWithoutSignals(v, len(p.convs) > 0) {
+		e.remember(v, html)
+	}
 	if html && e.routes.PageViewServer {
 		e.sendPageView(v, p.eventID)
 	}

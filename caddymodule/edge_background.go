@@ -69,12 +69,15 @@ type backgroundJob struct {
 type visitorWrite struct {
 	visitors store.Store
 	change   store.Change
+	// written, if set, runs once the change is durable.
+	written func()
 }
 
 // backgroundWriter runs jobs off the request path, a group at a time, on its own lifetime: it ends
 // in Destruct, never with a config's context.
 type backgroundWriter struct {
 	jobs   chan backgroundJob
+	recent *recentVisits
 	logger *zap.Logger
 	done   chan struct{}
 
@@ -90,6 +93,7 @@ func newBackgroundWriter() *backgroundWriter {
 	ctx, cancel := context.WithCancel(context.Background())
 	w := &backgroundWriter{
 		jobs:   make(chan backgroundJob, backgroundQueueSize),
+		recent: newRecentVisits(recentVisitsSize),
 		logger: caddy.Log().Named("http.handlers.capi"),
 		done:   make(chan struct{}),
 		stop:   cancel,
@@ -191,18 +195,22 @@ func (w *backgroundWriter) runGroup(parent context.Context, group []backgroundJo
 		// One storage per writer in practice; grouping by store keeps a mixed group correct.
 		visitors := writes[0].visitors
 		var changes []store.Change
+		var mine []visitorWrite
 		rest := writes[:0]
 		for _, vw := range writes {
 			if vw.visitors == visitors {
 				changes = append(changes, vw.change)
+				mine = append(mine, vw)
 			} else {
 				rest = append(rest, vw)
 			}
 		}
 		writes = rest
-		for _, err := range writeVisitors(ctx, visitors, changes) {
+		for i, err := range writeVisitors(ctx, visitors, changes) {
 			if err != nil {
 				w.failed(jobVisitor, err)
+			} else if mine[i].written != nil {
+				mine[i].written()
 			}
 		}
 	}
@@ -243,6 +251,7 @@ func (w *backgroundWriter) Destruct() error {
 	w.mu.Unlock()
 	w.stop()
 	<-w.done
+	w.recent.close()
 	return nil
 }
 

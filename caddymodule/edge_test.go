@@ -306,8 +306,9 @@ func TestEdgeSetsCookiesOnFirstVisitAndKeepsThemOnReturn(t *testing.T) {
 
 func TestEdgeIgnoresForwardedForAndUsesCaddysClientIP(t *testing.T) {
 	s := newTestSite(t, `{}`, nil)
-	res := s.do(http.MethodGet, "https://shop.example.com/", nil, "Accept", "text/html", "X-Forwarded-For", "198.51.100.99")
-	rec := s.visitor(res.cookie("_capi_vid").Value)
+	s.page("https://shop.example.com/")
+	s.do(http.MethodGet, "https://shop.example.com/", nil, "Accept", "text/html", "X-Forwarded-For", "198.51.100.99")
+	rec := s.visitor(s.jar["_capi_vid"])
 	if rec.User.IP != testClientIP {
 		t.Fatalf("visitor IP = %q, want Caddy's client IP %s", rec.User.IP, testClientIP)
 	}
@@ -333,6 +334,7 @@ func TestEdgeRefusesHostileClickIDs(t *testing.T) {
 	if got := counterValue(t, edgeStats().clickIDsRejected) - before; got != 2 {
 		t.Errorf("rejected click IDs counted %v, want 2", got)
 	}
+	s.page("https://shop.example.com/next")
 	rec := s.visitor(res.cookie("_capi_vid").Value)
 	if len(rec.Clicks) != 0 {
 		t.Errorf("hostile click IDs were stored: %+v", rec.Clicks)
@@ -779,7 +781,7 @@ func TestEdgeLeavesPostbackRoutesToTheirReceivers(t *testing.T) {
 
 func TestEdgeWritesTheVisitorOnlyWhenSomethingChanged(t *testing.T) {
 	s := newTestSite(t, `{}`, nil)
-	s.page("https://shop.example.com/")
+	s.page("https://shop.example.com/?fbclid=IwAR1")
 	vid := s.jar["_capi_vid"]
 	first := s.visitor(vid)
 	s.do(http.MethodGet, "https://shop.example.com/", nil, "Accept", "text/html")
@@ -790,6 +792,36 @@ func TestEdgeWritesTheVisitorOnlyWhenSomethingChanged(t *testing.T) {
 	if got := s.visitor(vid); got.Updated.Equal(first.Updated) || got.Clicks[store.ClickGCLID].Value != "Cj0new" {
 		t.Fatal("a new click ID was not written")
 	}
+}
+
+// A cookie-less first page without click IDs, cart or conversion leaves no record (a crawler's
+// request would otherwise add one every time); the visitor's next request, with the cookies, does.
+// A first page from an ad click, and a tracking link, are recorded at once.
+func TestEdgeRecordsAFirstVisitOnlyWithSignals(t *testing.T) {
+	s := newTestSite(t, `{"links":[{"path":"/go/offer","target":"https://vendor.example.net/?tid={capi.visitor_id}"}]}`, nil)
+	res := s.page("https://shop.example.com/")
+	vid := res.cookie("_capi_vid").Value
+	s.settle()
+	if _, found, _ := s.app.storage.visitors.Get(context.Background(), vid); found {
+		t.Fatal("a cookie-less first page without signals was recorded")
+	}
+	s.page("https://shop.example.com/product")
+	if rec := s.visitor(vid); rec.User.FBP != s.jar["_fbp"] || rec.LastPageURL != "https://shop.example.com/product" {
+		t.Fatalf("the second page did not record the visitor: %+v", rec)
+	}
+
+	s.jar = map[string]string{}
+	res = s.page("https://shop.example.com/?gclid=Cj0ad")
+	if rec := s.visitor(res.cookie("_capi_vid").Value); rec.Clicks[store.ClickGCLID].Value != "Cj0ad" {
+		t.Fatalf("a first page from an ad click was not recorded: %+v", rec.Clicks)
+	}
+
+	s.jar = map[string]string{}
+	res = s.do(http.MethodGet, "https://shop.example.com/go/offer", nil)
+	if res.Code != http.StatusFound {
+		t.Fatalf("link answered %d", res.Code)
+	}
+	s.visitor(res.cookie("_capi_vid").Value)
 }
 
 // asHandlerError is errors.As for caddyhttp.HandlerError, which is a value type.
