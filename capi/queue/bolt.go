@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/caddy-capi/caddy-capi/capi/event"
 	"github.com/caddy-capi/caddy-capi/capi/internal/boltcommit"
+	"github.com/caddy-capi/caddy-capi/capi/internal/wal"
 )
 
 // Bucket names. Every bucket of the queue starts with "queue" because the bbolt file is shared with
@@ -52,32 +54,62 @@ type Options struct {
 	DedupCacheSize int64
 	// SweepInterval is how often expired dedup entries are deleted from disk. Default: 10 minutes.
 	SweepInterval time.Duration
+	// LogSegmentSize is the size of each file of the write-ahead log; one Enqueue call may log at
+	// most a quarter of it. Default: wal.DefaultSegmentSize (32 MiB).
+	LogSegmentSize int64
 }
 
 // Bolt is the embedded Queue on a bbolt database.
 //
-// Every write (appends, settlements, dead-letter moves, dedup sweeps) goes through one group
-// committer (boltcommit) that gathers whatever is pending into one bbolt transaction, so concurrent
-// Enqueue calls share one fsync; while that fsync runs the next group gathers. Waiting events live only on
-// disk: memory holds the leases, the partition counters and a bounded dedup cache.
+// Enqueue appends to a write-ahead log beside the bbolt file (<file>.queue-wal/), whose one writer
+// gathers every pending append into one write and one fdatasync: an event is durable once it is
+// in the log. An applier goroutine then moves logged events into bbolt in large transactions, and
+// Lease first waits for it to catch up with everything logged before the call. Every bbolt write
+// (applied events, settlements, dead-letter moves, dedup sweeps) goes through one group committer
+// (boltcommit) that the visitor store's writes share. Waiting events live on disk: memory holds the
+// leases, the partition counters, a bounded dedup cache and the events logged but not yet applied.
 type Bolt struct {
 	db    *bbolt.DB
 	now   func() time.Time
 	dedup *ristretto.Cache[string, int64]
+	log   *wal.Log
 
 	committer *boltcommit.Committer
 	sweepStop chan struct{}
 	sweepDone chan struct{}
+	closed    atomic.Bool
 
 	partsMu sync.Mutex
 	parts   map[string]*partition
+
+	// resMu guards reserved: dedup keys logged or about to be, not yet in the on-disk index.
+	resMu    sync.Mutex
+	reserved map[string]*reservation
+
+	// The applier's state. pending are the records logged and not yet applied, in LSN order;
+	// appliedCh is closed and replaced whenever applied or applyErr changes.
+	applyMu sync.Mutex
+	pending []loggedRecord
+	// pendingBytes is the payload size of pending.
+	pendingBytes int
+	applied      uint64
+	applyErr     error
+	appliedCh    chan struct{}
+	applyWake    chan struct{}
+	// applyUrgent asks the applier not to wait for more records: a Lease waits for them.
+	applyUrgent chan struct{}
+	applyStop   chan struct{}
+	applyDone   chan struct{}
+	holdApply   atomic.Bool // tests: keep events in the log only
+	abandoned   atomic.Bool // tests: stop as a crash would, without applying
 }
 
 // partition is the in-memory state of one platform's events.
 type partition struct {
 	ready, dead []byte // bucket names
-	depth       atomic.Int64
-	deadCount   atomic.Int64
+	// depth counts the partition's events in bbolt and in the log.
+	depth     atomic.Int64
+	deadCount atomic.Int64
 
 	// mu serializes lease scans with the end of leases: a lease ends only after its settlement is
 	// committed, so a scan never sees an event both unleased and in its old place.
@@ -85,8 +117,18 @@ type partition struct {
 	leased map[uint64]struct{}
 }
 
-// OpenBolt opens the queue on an already-open bbolt database, creating its buckets. The database
-// stays the caller's: Close does not close it.
+// CorruptLogError is what OpenBolt returns, wrapped, when the write-ahead log holds a damaged record
+// that a crash cannot explain (later records exist, so it was acknowledged). The queue refuses to
+// open rather than drop acknowledged events; the error names the segment file and the offset.
+type CorruptLogError = wal.CorruptError
+
+// LogDir is where the write-ahead log of the queue on the bbolt file at dbPath lives. The bbolt
+// file's lock is what keeps a second process out of it.
+func LogDir(dbPath string) string { return dbPath + ".queue-wal" }
+
+// OpenBolt opens the queue on an already-open bbolt database, creating its buckets, and applies
+// every event its write-ahead log (LogDir(db.Path())) holds beyond the last applied one before it
+// returns. The database stays the caller's: Close does not close it.
 //
 // Open the file with BoltOptions, or at least a non-zero bbolt.Options.Timeout, so a second process
 // (`caddy validate` beside a running server) fails instead of hanging on the file lock.
@@ -109,17 +151,37 @@ func OpenBolt(db *bbolt.DB, opts Options) (*Bolt, error) {
 		return nil, fmt.Errorf("queue: dedup cache: %w", err)
 	}
 	q := &Bolt{
-		db:        db,
-		now:       opts.Now,
-		dedup:     cache,
-		sweepStop: make(chan struct{}),
-		sweepDone: make(chan struct{}),
-		parts:     make(map[string]*partition),
+		db:          db,
+		now:         opts.Now,
+		dedup:       cache,
+		sweepStop:   make(chan struct{}),
+		sweepDone:   make(chan struct{}),
+		parts:       make(map[string]*partition),
+		reserved:    make(map[string]*reservation),
+		appliedCh:   make(chan struct{}),
+		applyWake:   make(chan struct{}, 1),
+		applyUrgent: make(chan struct{}, 1),
+		applyStop:   make(chan struct{}),
+		applyDone:   make(chan struct{}),
 	}
 	err = db.Update(func(tx *bbolt.Tx) error {
-		if _, err := tx.CreateBucketIfNotExists(dedupBucket); err != nil {
-			return err
+		for _, name := range [][]byte{dedupBucket, logBucket} {
+			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+				return err
+			}
 		}
+		q.applied, err = appliedLSN(tx)
+		return err
+	})
+	if err != nil {
+		cache.Close()
+		return nil, fmt.Errorf("queue: open buckets in %s: %w", db.Path(), err)
+	}
+	if err := q.openLog(opts.LogSegmentSize); err != nil {
+		cache.Close()
+		return nil, err
+	}
+	err = db.View(func(tx *bbolt.Tx) error {
 		return tx.ForEach(func(name []byte, b *bbolt.Bucket) error {
 			n := int64(b.Stats().KeyN)
 			switch {
@@ -132,12 +194,60 @@ func OpenBolt(db *bbolt.DB, opts Options) (*Bolt, error) {
 		})
 	})
 	if err != nil {
+		q.log.Close()
 		cache.Close()
-		return nil, fmt.Errorf("queue: open buckets in %s: %w", db.Path(), err)
+		return nil, fmt.Errorf("queue: count events in %s: %w", db.Path(), err)
 	}
 	q.committer = boltcommit.New(db, boltcommit.Options{MaxGroup: maxGroup, Closed: ErrClosed})
+	go q.applyLoop()
 	go q.sweepLoop(opts.SweepInterval)
 	return q, nil
+}
+
+// replayChunk is how many replayed log records share one bbolt transaction at open.
+const replayChunk = 4096
+
+// openLog opens the write-ahead log and applies what it holds beyond q.applied, in transactions of
+// replayChunk records, before the queue takes calls.
+func (q *Bolt) openLog(segmentSize int64) error {
+	dir := LogDir(q.db.Path())
+	var batches []loggedBatch
+	var last uint64
+	flush := func() error {
+		if len(batches) == 0 {
+			return nil
+		}
+		err := q.db.Update(func(tx *bbolt.Tx) error { return applyLogged(tx, batches, last) })
+		batches = batches[:0]
+		return err
+	}
+	replay := func(lsn uint64, payload []byte) error {
+		b, err := decodeLogged(bytes.Clone(payload)) // payload is the log's read buffer
+		if err != nil {
+			return err
+		}
+		batches, last = append(batches, b), lsn
+		if len(batches) == replayChunk {
+			return flush()
+		}
+		return nil
+	}
+	l, err := wal.Open(dir, q.applied, replay, wal.Options{SegmentSize: segmentSize, Durable: q.logged})
+	if err == nil {
+		if err = flush(); err != nil {
+			l.Close()
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("queue: replay the write-ahead log %s into %s: %w", dir, q.db.Path(), err)
+	}
+	q.log = l
+	q.applied = max(q.applied, l.LastLSN())
+	if err := l.Release(q.applied); err != nil {
+		l.Close()
+		return fmt.Errorf("queue: open the write-ahead log %s: %w", dir, err)
+	}
+	return nil
 }
 
 func (q *Bolt) partition(name string) *partition {
@@ -155,7 +265,9 @@ func (q *Bolt) partition(name string) *partition {
 	return p
 }
 
-// Enqueue implements Queue.
+// Enqueue implements Queue. It returns once the new events are in the write-ahead log, fsync'd;
+// that wait (one group's fdatasync) does not end early when ctx is done, so the answer is always
+// the truth about what was stored.
 func (q *Bolt) Enqueue(ctx context.Context, platformName string, events ...event.Event) (int, error) {
 	if platformName == "" {
 		return 0, errors.New("queue: enqueue without a platform")
@@ -168,75 +280,145 @@ func (q *Bolt) Enqueue(ctx context.Context, platformName string, events ...event
 			return 0, fmt.Errorf("queue: enqueue %s event %d of %d: name or ID longer than %d bytes", platformName, i+1, len(events), maxIDLen)
 		}
 	}
-	now := q.now().UnixNano()
-	type pending struct {
-		key string
-		rec []byte
+	if err := q.checkOpen(ctx); err != nil {
+		return 0, err
 	}
-	fresh := make([]pending, 0, len(events))
+	if err := q.waitRoom(ctx); err != nil {
+		return 0, fmt.Errorf("queue: enqueue %d %s events: waiting for the applier: %w", len(events), platformName, err)
+	}
+	now := q.now().UnixNano()
+	batch := loggedBatch{platform: platformName, enqueued: now}
 	for _, ev := range events {
 		key := dedupKey(platformName, ev.Name, ev.ID)
 		if exp, ok := q.dedup.Get(key); ok && exp > now {
 			continue
 		}
+		if slices.ContainsFunc(batch.keys, func(k []byte) bool { return string(k) == key }) {
+			continue // twice in one call
+		}
 		data, err := json.Marshal(ev)
 		if err != nil {
 			return 0, fmt.Errorf("queue: enqueue %s event %s: %w", platformName, ev.ID, err)
 		}
-		fresh = append(fresh, pending{key: key, rec: record{enqueued: now, event: data}.encode()})
+		batch.keys = append(batch.keys, []byte(key))
+		batch.events = append(batch.events, data)
 	}
-	if len(fresh) == 0 {
-		return 0, nil
+	res, err := q.reserve(ctx, &batch, now)
+	if err != nil || len(batch.keys) == 0 {
+		return 0, err
 	}
+	// Counted before the append: once it is logged, the applier and a consumer's Ack may
+	// subtract before this call would get to add.
 	p := q.partition(platformName)
-	expiry := now + int64(DedupWindow)
-	var added int
-	seen := make([]int64, len(fresh)) // expiry of each key as committed, for the cache
-	err := q.submit(ctx, boltcommit.Write{
-		Apply: func(tx *bbolt.Tx) error {
-			added = 0
-			ready, err := tx.CreateBucketIfNotExists(p.ready)
-			if err != nil {
-				return err
+	p.depth.Add(int64(len(batch.keys)))
+	_, err = q.log.Append(batch.encode())
+	q.resMu.Lock()
+	if err != nil {
+		for _, k := range batch.keys {
+			if q.reserved[string(k)] == res {
+				delete(q.reserved, string(k))
 			}
-			index := tx.Bucket(dedupBucket)
-			// The partition grows at its end (time-ordered keys): packing its pages full halves
-			// the pages each commit writes.
-			ready.FillPercent = 1
-			for i, f := range fresh {
-				k := []byte(f.key)
-				if v := index.Get(k); len(v) == 8 {
-					if old := int64(binary.BigEndian.Uint64(v)); old > now {
-						seen[i] = old
-						continue
-					}
-				}
-				if err := index.Put(k, binary.BigEndian.AppendUint64(nil, uint64(expiry))); err != nil {
-					return err
-				}
-				seq, err := ready.NextSequence()
-				if err != nil {
-					return err
-				}
-				if err := ready.Put(readyKey(now, seq), f.rec); err != nil {
-					return err
-				}
-				seen[i] = expiry
-				added++
-			}
-			return nil
-		},
-		Committed: func() {
-			p.depth.Add(int64(added))
-			for i, f := range fresh {
-				q.dedup.Set(f.key, seen[i], 1)
-			}
-		},
-	}, true)
+		}
+	}
+	res.logged = err == nil
+	q.resMu.Unlock()
+	if err != nil {
+		p.depth.Add(-int64(len(batch.keys)))
+	}
+	close(res.done)
+	if errors.Is(err, wal.ErrClosed) {
+		err = ErrClosed
+	}
 	if err != nil {
 		return 0, fmt.Errorf("queue: enqueue %d %s events: %w", len(events), platformName, err)
 	}
-	return added, nil
+	return len(batch.keys), nil
+}
+
+// reserve takes the dedup keys of b that no other call holds and the on-disk index does not know
+// within the window, and drops the others from b. While another call holds a key that it has not
+// yet logged, reserve waits for that call's outcome without holding any key itself (two calls
+// waiting for each other's keys would wait for ever), then tries again. The caller closes the
+// returned reservation's done once its log write has an outcome.
+func (q *Bolt) reserve(ctx context.Context, b *loggedBatch, now int64) (*reservation, error) {
+	for len(b.keys) > 0 {
+		res := &reservation{done: make(chan struct{}), expiry: now + int64(DedupWindow)}
+		var busy *reservation
+		q.resMu.Lock()
+		for _, k := range b.keys {
+			if r, held := q.reserved[string(k)]; held && !r.logged {
+				busy = r
+				break
+			}
+		}
+		if busy == nil {
+			n := 0
+			for i, k := range b.keys {
+				if r, held := q.reserved[string(k)]; held && r.expiry > now {
+					continue // logged by another call: a duplicate
+				}
+				q.reserved[string(k)] = res
+				b.keys[n], b.events[n] = k, b.events[i]
+				n++
+			}
+			b.keys, b.events = b.keys[:n], b.events[:n]
+		}
+		q.resMu.Unlock()
+		if busy != nil {
+			select {
+			case <-busy.done:
+				continue
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}
+		if err := q.dropIndexed(b, res, now); err != nil {
+			q.resMu.Lock()
+			for _, k := range b.keys {
+				delete(q.reserved, string(k))
+			}
+			q.resMu.Unlock()
+			close(res.done)
+			return nil, fmt.Errorf("queue: enqueue %s events: read the dedup index: %w", b.platform, err)
+		}
+		if len(b.keys) == 0 {
+			close(res.done)
+		}
+		return res, nil
+	}
+	return nil, nil
+}
+
+// dropIndexed drops from b, and from the reservations, the keys the on-disk index holds within
+// their window.
+func (q *Bolt) dropIndexed(b *loggedBatch, res *reservation, now int64) error {
+	n := 0
+	err := q.db.View(func(tx *bbolt.Tx) error {
+		index := tx.Bucket(dedupBucket)
+		for i, k := range b.keys {
+			if v := index.Get(k); len(v) == 8 {
+				if exp := int64(binary.BigEndian.Uint64(v)); exp > now {
+					q.dedup.Set(string(k), exp, 1)
+					continue
+				}
+			}
+			b.keys[n], b.events[n] = k, b.events[i]
+			n++
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	q.resMu.Lock()
+	for _, k := range b.keys[n:] {
+		if q.reserved[string(k)] == res {
+			delete(q.reserved, string(k))
+		}
+	}
+	q.resMu.Unlock()
+	b.keys, b.events = b.keys[:n], b.events[:n]
+	return nil
 }
 
 // Lease implements Queue.
@@ -246,6 +428,9 @@ func (q *Bolt) Lease(ctx context.Context, platformName string, max int) ([]Item,
 	}
 	if max <= 0 {
 		return nil, nil
+	}
+	if err := q.waitApplied(ctx); err != nil {
+		return nil, fmt.Errorf("queue: lease %s events: %w", platformName, err)
 	}
 	p := q.partition(platformName)
 	now := q.now().UnixNano()
@@ -260,6 +445,9 @@ func (q *Bolt) Lease(ctx context.Context, platformName string, max int) ([]Item,
 		}
 		// Items are large: growing the slice would copy them over and over.
 		n := min(max, int(p.depth.Load()))
+		if n < 0 {
+			n = 0 // a counter out of step must not fail the lease
+		}
 		items, seqs = make([]Item, 0, n), make([]uint64, 0, n)
 		c := b.Cursor()
 		for k, v := c.First(); k != nil && len(items) < max; k, v = c.Next() {
@@ -553,6 +741,10 @@ func (q *Bolt) moveDead(ctx context.Context, verb, platformName string, ids []st
 // returns how many it deleted. The queue runs it every SweepInterval; expired entries are ignored by
 // Enqueue whether or not they were swept.
 func (q *Bolt) SweepDedup(ctx context.Context, limit int) (int, error) {
+	// Keys logged before the call count as indexed already.
+	if err := q.waitApplied(ctx); err != nil {
+		return 0, fmt.Errorf("queue: sweep dedup index: %w", err)
+	}
 	total := 0
 	var from []byte
 	for limit <= 0 || total < limit {
@@ -635,14 +827,25 @@ func (q *Bolt) sweepLoop(every time.Duration) {
 	}
 }
 
-// Close implements Queue. Writes already submitted are committed first.
+// Close implements Queue. Events already logged are applied first, and the log is closed cleanly;
+// if they cannot be applied they stay in the log for the next OpenBolt, and Close says so.
 func (q *Bolt) Close() error {
-	if q.committer.Close() != nil {
+	if q.closed.Swap(true) {
 		return nil // closed before
 	}
+	q.log.Close() // answers the appends in flight; later ones get ErrClosed
+	close(q.applyStop)
+	<-q.applyDone
+	q.applyMu.Lock()
+	left, err := len(q.pending), q.applyErr
+	q.applyMu.Unlock()
+	q.committer.Close()
 	close(q.sweepStop)
 	<-q.sweepDone
 	q.dedup.Close()
+	if left > 0 && !q.abandoned.Load() {
+		return fmt.Errorf("queue: close: %d logged enqueues not applied, kept in the log for the next open: %w", left, err)
+	}
 	return nil
 }
 
@@ -650,7 +853,7 @@ func (q *Bolt) checkOpen(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if q.committer.Closed() {
+	if q.closed.Load() {
 		return ErrClosed
 	}
 	return nil

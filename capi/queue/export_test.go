@@ -3,3 +3,18 @@ package queue
 // Commits reports how many write transactions the queue committed, so the benchmarks can show how
 // many events share one fsync.
 func (q *Bolt) Commits() uint64 { return q.committer.Commits() }
+
+// HoldApplying keeps newly logged events in the write-ahead log only, as if the applier had not
+// run yet, so tests can crash a queue with events nowhere else.
+func (q *Bolt) HoldApplying() { q.holdApply.Store(true) }
+
+// Abandon stops the queue as a crash would: nothing more is applied and nothing is cleaned up, but
+// the files are closed so the same process can open them again.
+func (q *Bolt) Abandon() {
+	q.abandoned.Store(true)
+	q.Close()
+}
+
+// LogWrites reports how many write-and-fdatasync rounds the write-ahead log made, so the benchmarks
+// can show how many enqueues share one flush.
+func (q *Bolt) LogWrites() uint64 { return q.log.Writes() }

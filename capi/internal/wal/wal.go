@@ -57,6 +57,7 @@ type Log struct {
 	appends   chan *appendReq
 	done      chan struct{}
 	lastLSN   atomic.Uint64 // the highest LSN on disk
+	writes    atomic.Uint64
 	spareKick chan struct{}
 	spareDone chan struct{}
 
@@ -108,6 +109,16 @@ func Open(dir string, after uint64, replay func(lsn uint64, payload []byte) erro
 			l.cur.Close()
 		}
 		return nil, err
+	}
+	// A spare made now keeps the first rollover from zero-filling a segment while appends wait
+	// for the disk; later ones come from recycled segments.
+	if len(l.spares) == 0 {
+		path, err := l.makeSpare()
+		if err != nil {
+			l.cur.Close()
+			return nil, err
+		}
+		l.spares = append(l.spares, path)
 	}
 	go l.writeLoop()
 	go l.spareLoop()
@@ -237,6 +248,10 @@ func (l *Log) Append(payload []byte) (uint64, error) {
 // or below it.
 func (l *Log) LastLSN() uint64 { return l.lastLSN.Load() }
 
+// Writes returns how many write-and-fdatasync rounds the log has made: appends ÷ writes is how
+// many appenders share one flush.
+func (l *Log) Writes() uint64 { return l.writes.Load() }
+
 // Close refuses new appends, finishes the pending ones and closes the segment file. It does not
 // release segments: what the owner has not applied is replayed at the next Open.
 func (l *Log) Close() error {
@@ -316,6 +331,7 @@ func (l *Log) write(group []*appendReq) {
 			req.lsn = first + uint64(i)
 			l.buf = appendFrame(l.buf, req.lsn, first, req.payload)
 		}
+		l.writes.Add(1)
 		if _, err = l.cur.WriteAt(l.buf, l.off); err == nil {
 			err = datasync(l.cur)
 		}
@@ -349,11 +365,9 @@ func (l *Log) rollover() error {
 		return fmt.Errorf("wal: close %s: %w", l.cur.Name(), err)
 	}
 	l.cur = nil
-	if err := l.startSegment(l.nextLSN); err != nil {
-		return err
-	}
-	l.kickSpare()
-	return nil
+	// The spare for the next rollover is made, if recycling has not made one, when this segment
+	// is half full: by then the segment before it has normally been released.
+	return l.startSegment(l.nextLSN)
 }
 
 // startSegment makes the segment whose first record is first, from a spare when there is one, and

@@ -391,6 +391,33 @@ func Run(t *testing.T, b Backend) {
 		}
 	})
 
+	t.Run("ConcurrentEnqueuesOfOneKeyStoreItOnce", func(t *testing.T) {
+		_, q := h(t)
+		const callers = 16
+		for _, id := range []string{"x", "y", "z"} {
+			var added atomic.Int64
+			var wg sync.WaitGroup
+			for range callers {
+				wg.Go(func() {
+					n, err := q.Enqueue(ctx, "meta", Event(id), Event(id+"-own"))
+					if err != nil {
+						t.Error(err)
+					}
+					added.Add(int64(n))
+				})
+			}
+			wg.Wait()
+			// Every call also carries a key of its own that all calls share: exactly one call
+			// stores each of the two.
+			if n := added.Load(); n != 2 {
+				t.Errorf("%d callers enqueueing %s at once stored %d events, want 2", callers, id, n)
+			}
+		}
+		if got := ids(lease(t, q, "meta", 100)); len(got) != 6 {
+			t.Fatalf("leased %v, want each key once", got)
+		}
+	})
+
 	t.Run("CancelledEnqueueStoresNothing", func(t *testing.T) {
 		_, q := h(t)
 		cctx, cancel := context.WithCancel(ctx)

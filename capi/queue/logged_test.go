@@ -1,0 +1,380 @@
+package queue_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.etcd.io/bbolt"
+
+	"github.com/caddy-capi/caddy-capi/capi/queue"
+	"github.com/caddy-capi/caddy-capi/capi/queue/queuetest"
+)
+
+// openAt opens the queue on the bbolt file at path, returning the error instead of failing.
+func openAt(t *testing.T, path string, opts queue.Options) (*queue.Bolt, *bbolt.DB, error) {
+	t.Helper()
+	db := openDB(t, path)
+	q, err := queue.OpenBolt(db, opts)
+	if err != nil {
+		db.Close()
+		return nil, nil, err
+	}
+	return q, db, nil
+}
+
+// leaseAll leases every due event of the platform and returns their IDs in lease order.
+func leaseAll(t *testing.T, q queue.Queue, platformName string) []string {
+	t.Helper()
+	items, err := q.Lease(context.Background(), platformName, 1<<20)
+	if err != nil {
+		t.Fatalf("Lease: %v", err)
+	}
+	ids := make([]string, len(items))
+	for i, it := range items {
+		ids[i] = it.Event.ID
+	}
+	return ids
+}
+
+// loggedOnly enqueues one event per ID, one call each, into a queue whose applier never runs, and
+// abandons the queue as a crash would: the events exist only in the write-ahead log.
+func loggedOnly(t *testing.T, path string, opts queue.Options, ids ...string) {
+	t.Helper()
+	q, db, err := openAt(t, path, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q.HoldApplying()
+	for _, id := range ids {
+		if n, err := q.Enqueue(context.Background(), "meta", queuetest.Event(id)); err != nil || n != 1 {
+			t.Fatalf("Enqueue %s = %d, %v", id, n, err)
+		}
+	}
+	q.Abandon()
+	db.Close()
+}
+
+// lastSegment returns the path of the log segment written last and where its records end.
+func lastSegment(t *testing.T, dbPath string) (string, int) {
+	t.Helper()
+	segs, err := filepath.Glob(filepath.Join(queue.LogDir(dbPath), "0*.wal"))
+	if err != nil || len(segs) == 0 {
+		t.Fatalf("no log segments: %v", err)
+	}
+	slices.Sort(segs)
+	data, err := os.ReadFile(segs[len(segs)-1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return segs[len(segs)-1], len(bytes.TrimRight(data, "\x00"))
+}
+
+func TestReopenReplaysEverythingLogged(t *testing.T) {
+	for _, closed := range []bool{true, false} {
+		name := map[bool]string{true: "after Close", false: "after an abandoned queue"}[closed]
+		t.Run(name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "capi.db")
+			q, db, err := openAt(t, path, queue.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !closed {
+				q.HoldApplying()
+			}
+			ctx := context.Background()
+			var want []string
+			for i := range 30 {
+				want = append(want, fmt.Sprint("ev-", i))
+				if _, err := q.Enqueue(ctx, "meta", queuetest.Event(want[i])); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if _, err := q.Enqueue(ctx, "tiktok", queuetest.Event("t1"), queuetest.Event("t2")); err != nil {
+				t.Fatal(err)
+			}
+			if st, _ := q.Stats(ctx); st["meta"].Depth != 30 || st["tiktok"].Depth != 2 {
+				t.Fatalf("Stats before reopen = %+v: logged events are not counted", st)
+			}
+			if closed {
+				if err := q.Close(); err != nil {
+					t.Fatalf("Close = %v", err)
+				}
+			} else {
+				q.Abandon()
+			}
+			db.Close()
+
+			q, db, err = openAt(t, path, queue.Options{})
+			if err != nil {
+				t.Fatalf("reopen: %v", err)
+			}
+			defer db.Close()
+			defer q.Close()
+			if got := leaseAll(t, q, "meta"); !slices.Equal(got, want) {
+				t.Fatalf("meta after reopen: %v", got)
+			}
+			if got := leaseAll(t, q, "tiktok"); !slices.Equal(got, []string{"t1", "t2"}) {
+				t.Fatalf("tiktok after reopen: %v", got)
+			}
+			if st, _ := q.Stats(ctx); st["meta"].Depth != 30 || st["tiktok"].Depth != 2 {
+				t.Fatalf("Stats after reopen = %+v", st)
+			}
+		})
+	}
+}
+
+func TestDedupHoldsAcrossRestartWhileEventsAreOnlyInTheLog(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "capi.db")
+	loggedOnly(t, path, queue.Options{}, "a", "b")
+	q := openBolt(t, path, queue.Options{})
+	ctx := context.Background()
+	if n, err := q.Enqueue(ctx, "meta", queuetest.Event("a"), queuetest.Event("b"), queuetest.Event("c")); err != nil || n != 1 {
+		t.Fatalf("Enqueue a, b, c after restart = %d, %v; want only c new", n, err)
+	}
+	if got := leaseAll(t, q, "meta"); !slices.Equal(got, []string{"a", "b", "c"}) {
+		t.Fatalf("leased %v", got)
+	}
+}
+
+func TestTornLogTailReopensWithEveryCompleteEvent(t *testing.T) {
+	tests := []struct {
+		name   string
+		damage func(t *testing.T, seg string, end int)
+		want   []string
+	}{
+		{"last record cut mid-way", func(t *testing.T, seg string, end int) {
+			if err := os.Truncate(seg, int64(end-40)); err != nil {
+				t.Fatal(err)
+			}
+		}, []string{"a", "b"}},
+		{"garbage after the last record", func(t *testing.T, seg string, end int) {
+			garbage := make([]byte, 512)
+			for i := range garbage {
+				garbage[i] = byte(rand.IntN(256))
+			}
+			writeFileAt(t, seg, end+64, garbage)
+		}, []string{"a", "b", "c"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "capi.db")
+			loggedOnly(t, path, queue.Options{}, "a", "b", "c")
+			seg, end := lastSegment(t, path)
+			tt.damage(t, seg, end)
+			q := openBolt(t, path, queue.Options{})
+			if got := leaseAll(t, q, "meta"); !slices.Equal(got, tt.want) {
+				t.Fatalf("leased %v, want %v", got, tt.want)
+			}
+			// The discarded event was never acknowledged: enqueueing it again stores it.
+			if n, err := q.Enqueue(context.Background(), "meta", queuetest.Event("c")); err != nil || n != 3-len(tt.want) {
+				t.Fatalf("Enqueue c again = %d, %v", n, err)
+			}
+		})
+	}
+}
+
+// TestDamagedAcknowledgedLogRecordIsRefused: a record followed by later ones was acknowledged, so
+// its damage is not a crash's. OpenBolt refuses to start (rather than drop acknowledged events)
+// with an error naming the segment and offset, and the files are left as they were.
+func TestDamagedAcknowledgedLogRecordIsRefused(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "capi.db")
+	loggedOnly(t, path, queue.Options{}, "a", "b", "c")
+	seg, _ := lastSegment(t, path)
+	before, _ := os.ReadFile(seg)
+	writeFileAt(t, seg, 40, []byte{before[40] ^ 0x01}) // inside the first record's payload
+	_, _, err := openAt(t, path, queue.Options{})
+	var corrupt *queue.CorruptLogError
+	if !errors.As(err, &corrupt) {
+		t.Fatalf("OpenBolt = %v, want a CorruptLogError", err)
+	}
+	if !strings.Contains(err.Error(), filepath.Base(seg)) || !strings.Contains(err.Error(), "offset 0") {
+		t.Fatalf("the error does not name the segment and offset: %v", err)
+	}
+	// Fixing the byte (restoring the file) brings every event back.
+	writeFileAt(t, seg, 40, before[40:41])
+	q := openBolt(t, path, queue.Options{})
+	if got := leaseAll(t, q, "meta"); !slices.Equal(got, []string{"a", "b", "c"}) {
+		t.Fatalf("after restoring the file leased %v", got)
+	}
+}
+
+func writeFileAt(t *testing.T, path string, off int, b []byte) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteAt(b, int64(off)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestLogSegmentsRollOverAndAreRecycled(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "capi.db")
+	opts := queue.Options{LogSegmentSize: 16 << 10} // about 16 events a segment
+	q, db, err := openAt(t, path, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	var want []string
+	for i := range 400 {
+		want = append(want, fmt.Sprintf("ev-%03d", i))
+		if _, err := q.Enqueue(ctx, "meta", queuetest.Event(want[i])); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Lease waits for the applier, which releases the segments it has applied.
+	if got := leaseAll(t, q, "meta"); !slices.Equal(got, want) {
+		t.Fatalf("leased %d events, want %d in order", len(got), len(want))
+	}
+	files, _ := filepath.Glob(filepath.Join(queue.LogDir(path), "*.wal"))
+	if len(files) > 5 {
+		t.Fatalf("%d log files after 400 events applied: released segments are not recycled", len(files))
+	}
+	q.Close()
+	db.Close()
+	q = openBolt(t, path, opts)
+	if got := leaseAll(t, q, "meta"); !slices.Equal(got, want) {
+		t.Fatalf("after reopen leased %d events, want %d", len(got), len(want))
+	}
+}
+
+// TestCrashLosesNothingAcknowledged kills a process enqueueing from many goroutines with SIGKILL,
+// three times over the same files. The child prints each event ID once its Enqueue has returned 1;
+// after every kill, each printed ID must be in the queue exactly once. Each round re-enqueues the
+// IDs of the rounds before, so an ID printed twice would be dedup failing across a crash.
+func TestCrashLosesNothingAcknowledged(t *testing.T) {
+	if dir := os.Getenv("CAPI_QUEUE_CRASH_DIR"); dir != "" {
+		crashChild(dir)
+		return
+	}
+	if testing.Short() {
+		t.Skip("kills child processes")
+	}
+	dir := t.TempDir()
+	acked := make(map[string]int)
+	for round := range 3 {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestCrashLosesNothingAcknowledged$")
+		cmd.Env = append(os.Environ(), "CAPI_QUEUE_CRASH_DIR="+dir)
+		cmd.Stderr = os.Stderr
+		out, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		lines := make(chan string, 1<<16)
+		go func() {
+			defer close(lines)
+			s := bufio.NewScanner(out)
+			for s.Scan() {
+				lines <- s.Text()
+			}
+		}()
+		var got []string
+		deadline := time.After(20 * time.Second)
+	wait:
+		for len(got) < 2000*(round+1) {
+			select {
+			case l, ok := <-lines:
+				if !ok {
+					break wait
+				}
+				got = append(got, l)
+			case <-deadline:
+				break wait
+			}
+		}
+		time.Sleep(time.Duration(rand.IntN(50)) * time.Millisecond)
+		cmd.Process.Kill()
+		for l := range lines {
+			got = append(got, l)
+		}
+		cmd.Wait()
+		for _, id := range got {
+			acked[id]++
+		}
+		if len(got) == 0 {
+			t.Fatalf("round %d: the child acknowledged nothing", round)
+		}
+
+		q, db, err := openAt(t, filepath.Join(dir, "capi.db"), queue.Options{})
+		if err != nil {
+			t.Fatalf("round %d: reopen after kill -9: %v", round, err)
+		}
+		stored := make(map[string]int)
+		for _, id := range leaseAll(t, q, "meta") {
+			stored[id]++
+		}
+		st, _ := q.Stats(context.Background())
+		q.Close()
+		db.Close()
+		for id, n := range acked {
+			if n != 1 {
+				t.Fatalf("round %d: %s acknowledged %d times: dedup failed across a crash", round, id, n)
+			}
+			if stored[id] != 1 {
+				t.Fatalf("round %d: acknowledged %s is stored %d times", round, id, stored[id])
+			}
+		}
+		for id, n := range stored {
+			if n != 1 {
+				t.Fatalf("round %d: %s stored %d times", round, id, n)
+			}
+		}
+		if st["meta"].Depth != len(stored) {
+			t.Fatalf("round %d: depth %d, %d events stored", round, st["meta"].Depth, len(stored))
+		}
+		t.Logf("round %d: %d acknowledged in this run, %d stored (%d never acknowledged)", round, len(got), len(stored), len(stored)-len(acked))
+	}
+}
+
+// crashChild enqueues until it is killed, printing each new event's ID once Enqueue returned.
+func crashChild(dir string) {
+	db, err := bbolt.Open(filepath.Join(dir, "capi.db"), 0o600, queue.BoltOptions(10*time.Second))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	// Small segments, so the kill also lands in rollovers and recycling.
+	q, err := queue.OpenBolt(db, queue.Options{LogSegmentSize: 256 << 10})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for w := range 16 {
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				id := fmt.Sprintf("p%02d-%06d", w, i)
+				n, err := q.Enqueue(context.Background(), "meta", queuetest.Event(id))
+				if err != nil {
+					fmt.Fprintln(os.Stderr, err)
+					os.Exit(2)
+				}
+				if n == 1 {
+					mu.Lock()
+					os.Stdout.WriteString(id + "\n")
+					mu.Unlock()
+				}
+			}
+		})
+	}
+	wg.Wait()
+}

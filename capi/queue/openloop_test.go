@@ -1,0 +1,100 @@
+package queue_test
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/caddy-capi/caddy-capi/capi/queue"
+	"github.com/caddy-capi/caddy-capi/capi/queue/queuetest"
+)
+
+// BenchmarkEnqueueOpenLoop offers b.N one-event Enqueue calls at a fixed rate and measures every
+// call's latency from its scheduled arrival, not from when it started: a queue that stalls shows
+// up as latency of the calls scheduled during the stall (no coordinated omission). With closed-loop
+// producers latency is only producers ÷ throughput; this is the measurement the "20,000 events/s
+// with p99 under 2 ms" target means.
+//
+// Calls are made by a pool of long-lived goroutines, as HTTP requests are served on keep-alive
+// connections' goroutines; the pool is large enough never to be the bottleneck, and an arrival that
+// finds every goroutine busy waits in the channel, on its clock.
+//
+// Run it with a fixed count, e.g. -benchtime 60000x, so every rate offers the same events.
+func BenchmarkEnqueueOpenLoop(b *testing.B) {
+	for _, rate := range []int{10_000, 20_000, 30_000} {
+		b.Run(fmt.Sprintf("rate=%d", rate), func(b *testing.B) {
+			db := openDB(b, filepath.Join(b.TempDir(), "capi.db"))
+			defer db.Close()
+			q, err := queue.OpenBolt(db, queue.Options{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer q.Close()
+			ctx := context.Background()
+			lat := make([]time.Duration, b.N)
+			var failed atomic.Int64
+			var wg sync.WaitGroup
+			type arrival struct {
+				i  int
+				at time.Time
+			}
+			arrivals := make(chan arrival, b.N)
+			for range 2048 {
+				wg.Go(func() {
+					ev := queuetest.Event("")
+					for a := range arrivals {
+						ev.ID = fmt.Sprint("open-", a.i)
+						if _, err := q.Enqueue(ctx, "meta", ev); err != nil {
+							failed.Add(1)
+						}
+						lat[a.i] = time.Since(a.at)
+					}
+				})
+			}
+			interval := time.Second / time.Duration(rate)
+			b.ReportAllocs()
+			b.ResetTimer()
+			cpu, writes := processCPU(), q.LogWrites()
+			start := time.Now()
+			// The dispatcher wakes about every 200 µs and releases every call whose arrival time
+			// has come: sleeping per call would make the offered rate depend on timer precision.
+			for i := 0; i < b.N; {
+				now := time.Now()
+				for ; i < b.N; i++ {
+					at := start.Add(time.Duration(i) * interval)
+					if at.After(now) {
+						break
+					}
+					arrivals <- arrival{i, at}
+				}
+				if i < b.N {
+					time.Sleep(200 * time.Microsecond)
+				}
+			}
+			close(arrivals)
+			wg.Wait()
+			elapsed := time.Since(start)
+			b.StopTimer()
+			if n := failed.Load(); n > 0 {
+				b.Fatalf("%d enqueues failed", n)
+			}
+			slices.Sort(lat)
+			pct := func(p float64) float64 {
+				return float64(lat[min(len(lat)-1, int(float64(len(lat))*p))].Microseconds())
+			}
+			b.ReportMetric(pct(0.50), "p50-µs")
+			b.ReportMetric(pct(0.99), "p99-µs")
+			b.ReportMetric(pct(0.999), "p999-µs")
+			b.ReportMetric(float64(b.N)/elapsed.Seconds(), "events/s")
+			if n := q.LogWrites() - writes; n > 0 {
+				b.ReportMetric(float64(b.N)/float64(n), "events/fsync")
+			}
+			b.ReportMetric(float64((processCPU()-cpu).Microseconds())/float64(b.N), "cpu-µs/event")
+		})
+	}
+}
