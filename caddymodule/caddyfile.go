@@ -179,16 +179,21 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 //			content_ids <placeholder>
 //		}
 //		capture <path pattern>...
+//		capture_field <field> <form field name>...
 //		collect <path>
 //		link    <path> <target url>
 //
 //		postback clickbank|jvzoo|shopify|woocommerce|stripe <path> {
 //			secret <key>
 //			event  <EventName>
+//			vendor   <ClickBank account nickname>     # clickbank only
+//			currency <ISO 4217 code>                  # jvzoo only (default USD)
+//			topics   <Shopify topic>...               # shopify only
 //		}
 //		postback generic <path> {
-//			token <token>
-//			event <EventName>
+//			token    <token>
+//			event    <EventName>
+//			currency <ISO 4217 code>
 //		}
 //		consent {
 //			require <cookie name> <regexp>
@@ -196,7 +201,8 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 //		}
 //	}
 //
-// Every subdirective is optional; `secret` may be repeated while a source rotates its secret.
+// Every subdirective is optional; `secret` may be repeated while a source rotates its secret, and
+// `capture_field` lines accumulate.
 func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // the directive name
 	start := tokenAt(d)
@@ -230,6 +236,10 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			return err
 		}},
 		subdirective{name: "capture", repeat: true, parse: func() error { return p.capture(h) }},
+		subdirective{name: "capture_field", repeat: true, parse: func() (err error) {
+			h.CaptureFields, err = p.captureField(h.CaptureFields)
+			return err
+		}},
 		subdirective{name: "collect", parse: func() (err error) {
 			if h.Collect, err = p.arg("collect <path>, such as /capi/collect"); err == nil {
 				if err = checkExactPath(h.Collect); err != nil {
@@ -868,8 +878,8 @@ func (p parser) postback() (Postback, error) {
 		return pb, p.errf("postback %s: %v", pb.Source, err)
 	}
 	q := p.sub("postback " + pb.Source)
-	err = q.subdirectives(
-		subdirective{name: "secret", repeat: true, parse: func() error {
+	list := []subdirective{
+		{name: "secret", repeat: true, parse: func() error {
 			if pb.Source == "generic" {
 				return q.errf("secret: the generic source authenticates with `token <token>`")
 			}
@@ -883,7 +893,7 @@ func (p parser) postback() (Postback, error) {
 			pb.Secrets = append(pb.Secrets, v)
 			return nil
 		}},
-		subdirective{name: "token", parse: func() error {
+		{name: "token", parse: func() error {
 			if pb.Source != "generic" {
 				return q.errf("token: only the generic source takes a token; %s authenticates with `secret <key>`", pb.Source)
 			}
@@ -895,8 +905,9 @@ func (p parser) postback() (Postback, error) {
 			return nil
 		}},
 		q.literalField("event", "event <EventName>", &pb.Event, checkEventName),
-	)
-	if err != nil {
+	}
+	list = append(list, q.postbackSettings(pb.Source, &pb.PostbackSettings)...)
+	if err := q.subdirectives(list...); err != nil {
 		return pb, err
 	}
 	if pb.Source == "generic" && pb.Token == "" {

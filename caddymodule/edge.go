@@ -75,6 +75,8 @@ type edge struct {
 	// collectNames are the names collect accepts; carriedNames those a _capi_evt cookie may carry.
 	collectNames map[string]bool
 	carriedNames map[string]bool
+	// captureFields are the site's extra names for customer fields (capture_field).
+	captureFields capture.Fields
 
 	consentCookie  string
 	consentPattern *regexp.Regexp
@@ -105,6 +107,7 @@ func newEdge(ctx caddy.Context, h *Handler, writer *backgroundWriter) (*edge, er
 		cookieDomain:   h.CookieDomain,
 		platforms:      []string{},
 		captureLimit:   defaultCaptureLimit,
+		captureFields:  capture.Fields(h.CaptureFields),
 		collect:        h.Collect,
 		links:          map[string]string{},
 		postbacks:      map[string]bool{},
@@ -485,7 +488,7 @@ func (e *edge) captureForm(r *http.Request, v *visit) {
 		return
 	}
 	// A malformed body still yields the fields recognized before the problem.
-	sub, err := capture.Extract(r.Header.Get("Content-Type"), body, nil)
+	sub, err := capture.Extract(r.Header.Get("Content-Type"), body, e.captureFields)
 	if errors.Is(err, capture.ErrUnsupported) {
 		stats.WithLabelValues("unsupported").Inc()
 		return

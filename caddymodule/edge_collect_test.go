@@ -309,7 +309,6 @@ func TestCollectAnswersRateLimitAndQueueFailuresAsJSON(t *testing.T) {
 // TestHandlerAnswersCollectRefusalsItself runs the refusals through ServeHTTP: the handler must
 // answer them (no error left to Caddy, whose default answer is an empty body).
 func TestHandlerAnswersCollectRefusalsItself(t *testing.T) {
-	t.Skip("wired by lead: handler.go must return answerCollect(w, e.serveCollect(w, r, v))")
 	s := newTestSite(t, `{"collect":"/capi/collect"}`, nil)
 	s.page("https://shop.example.com/")
 	for _, tc := range collectRefusalCases() {

@@ -53,6 +53,13 @@ type Handler struct {
 	// name, address) join the visitor's hashed profile. Default: none.
 	Capture []string `json:"capture,omitempty"`
 
+	// CaptureFields adds, per customer field, form field names that carry it on this site, which
+	// the capture paths recognize before the common names built in. Keys are our field names:
+	// email, phone, first_name, last_name, full_name, date_of_birth, gender, street, city, state,
+	// zip, country, cart_token. A name matches a posted name exactly (case-insensitively, such as
+	// "kunde[plz]") or its last segment ("plz"). Default: none, only the built-in names.
+	CaptureFields map[string][]string `json:"capture_fields,omitempty"`
+
 	// Collect is the path of the first-party endpoint that receives browser events
 	// (window.capi.track). Default: unset, and no collect endpoint is served.
 	Collect string `json:"collect,omitempty"`
@@ -137,6 +144,9 @@ type Postback struct {
 	// Token authenticates generic notifications, compared in constant time. The generic source
 	// requires it; the others do not take it.
 	Token string `json:"token,omitempty"`
+
+	// PostbackSettings are the settings only some sources take: vendor, currency, topics.
+	PostbackSettings
 }
 
 // CaddyModule returns the Caddy module information.
@@ -252,7 +262,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	v := e.identify(w, r, repl, consent)
 	switch {
 	case isCollect:
-		return e.serveCollect(w, r, v)
+		return answerCollect(w, e.serveCollect(w, r, v))
 	case isLink:
 		return e.serveLink(w, r, repl, v, linkTarget)
 	}
@@ -348,6 +358,9 @@ func (h *Handler) check() error {
 			return fieldErr(fmt.Sprintf("capi.capture[%d]", i), err)
 		}
 	}
+	if err := checkCaptureFields(h.CaptureFields); err != nil {
+		return fieldErr("capi.capture_fields", err)
+	}
 	endpoints := map[string]string{}
 	claim := func(path, what string) error {
 		if other, ok := endpoints[path]; ok {
@@ -425,6 +438,9 @@ func (p Postback) check(path string) error {
 		if err := checkEventName(p.Event); err != nil {
 			return fieldErr(path+".event", err)
 		}
+	}
+	if _, field, err := checkPostbackSettings(p.Source, p.PostbackSettings); err != nil {
+		return fieldErr(path+"."+field, err)
 	}
 	if p.Source == "generic" {
 		if len(p.Secrets) > 0 {

@@ -115,14 +115,18 @@ type postbackSite struct {
 // entry goes when its config is unloaded (the provisioning context is cancelled).
 var postbackEndpoints sync.Map
 
-// newPostbackSource builds the Source of one endpoint.
+// newPostbackSource builds the Source of one endpoint, with the settings its source takes.
 func newPostbackSource(repl *caddy.Replacer, path string, p Postback) (postback.Source, error) {
+	settings, field, err := checkPostbackSettings(p.Source, p.PostbackSettings)
+	if err != nil {
+		return nil, fieldErr(path+"."+field, err)
+	}
 	if p.Source == "generic" {
 		token, err := resolveSecret(repl, path+".token", p.Token)
 		if err != nil {
 			return nil, err
 		}
-		return postback.Generic{Token: token}, nil
+		return postback.Generic{Token: token, Currency: settings.Currency}, nil
 	}
 	secrets := make([]string, len(p.Secrets))
 	for i, s := range p.Secrets {
@@ -135,11 +139,11 @@ func newPostbackSource(repl *caddy.Replacer, path string, p Postback) (postback.
 	}
 	switch p.Source {
 	case "clickbank":
-		return postback.ClickBank{Secrets: secrets}, nil
+		return postback.ClickBank{Secrets: secrets, Vendor: settings.Vendor}, nil
 	case "jvzoo":
-		return postback.JVZoo{Secrets: secrets}, nil
+		return postback.JVZoo{Secrets: secrets, Currency: settings.Currency}, nil
 	case "shopify":
-		return postback.Shopify{Secrets: secrets}, nil
+		return postback.Shopify{Secrets: secrets, Topics: settings.Topics}, nil
 	case "woocommerce":
 		return postback.WooCommerce{Secrets: secrets}, nil
 	case "stripe":
