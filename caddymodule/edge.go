@@ -287,14 +287,7 @@ func (e *edge) identify(w http.ResponseWriter, r *http.Request, repl *caddy.Repl
 	}
 
 	ip, _ := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string)
-	// Resolve set its cookies on the domain CookieDomain gives for the same host and override; look
-	// it up again (a public suffix search) only when there were none.
-	var domain string
-	if len(id.Cookies) > 0 {
-		domain = id.Cookies[0].Domain
-	} else {
-		domain, _ = identity.CookieDomain(r.Host, e.cookieDomain)
-	}
+	domain := id.Domain
 	v := &visit{
 		id:      id,
 		consent: consent,

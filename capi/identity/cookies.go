@@ -88,9 +88,13 @@ type Result struct {
 	GCLGB  string // GCL.<seconds>.<gbraid>
 	GCLWB  string // GCL.<seconds>.<wbraid>
 
-	// Cookies are the cookies to set on the response: new values, and the values in force re-sent
-	// with a fresh lifetime.
+	// Cookies are the cookies to set on the response: new values, and, when the request starts a
+	// visit (see Renews), the values in force re-sent with a fresh lifetime.
 	Cookies []*http.Cookie
+	// Domain is the cookies' Domain attribute, "" for host-only cookies; SubdomainIndex is the
+	// number of dots in it, as _fbc and _fbp carry it.
+	Domain         string
+	SubdomainIndex int
 
 	// Rejected counts the click-ID query values that were dropped as invalid.
 	Rejected int
@@ -105,8 +109,8 @@ type Result struct {
 // query only, not from its Referer as Meta's param builder also does: the landing navigation carries
 // them, and a Referer is the previous page's URL, which the visitor may not have reached by an ad.
 //
-// Call it for page navigations, not for every asset: the cookies it returns are re-sent on each call
-// to renew their lifetime.
+// Call it for page navigations, not for every asset. Values in force are re-sent with a fresh
+// lifetime when the navigation starts a visit (Renews); new values are always set.
 func Resolve(r *http.Request, opt Options) Result {
 	now := time.Now
 	if opt.Now != nil {
@@ -118,7 +122,8 @@ func Resolve(r *http.Request, opt Options) Result {
 	}
 	t := now()
 	domain, index := CookieDomain(r.Host, opt.CookieDomain)
-	res := Result{}
+	res := Result{Domain: domain, SubdomainIndex: index}
+	renew := Renews(r)
 	res.Clicks, res.Rejected = ClickIDsFromQuery(r.URL.Query())
 	res.Known = res.Clicks
 	secure := opt.Secure || r.TLS != nil
@@ -156,62 +161,66 @@ func Resolve(r *http.Request, opt Options) Result {
 	}
 	enabled := func(p string) bool { return opt.Platforms == nil || slices.Contains(opt.Platforms, p) }
 
-	if v := existing(CookieVisitorID, ValidVisitorID); v != "" {
-		res.VisitorID = v
+	// keep sets a value unless it is the one the request already carried and the visit is not
+	// starting: then the browser's cookie is still fresh.
+	keep := func(name, value, old string, maxAge time.Duration, httpOnly bool) {
+		if value != "" && (renew || value != old) {
+			set(name, value, maxAge, httpOnly)
+		}
+	}
+
+	old := existing(CookieVisitorID, ValidVisitorID)
+	if old != "" {
+		res.VisitorID = old
 	} else if v, err := randomString(rnd, visitorIDLength, lowerAlnum); err == nil {
 		res.VisitorID, res.NewVisitor = v, true
 	}
-	if res.VisitorID != "" {
-		set(CookieVisitorID, res.VisitorID, VisitorIDMaxAge, true)
-	}
+	keep(CookieVisitorID, res.VisitorID, old, VisitorIDMaxAge, true)
 
 	if enabled(platform.Meta) {
 		res.FBC = existing(CookieFBC, ValidFBC)
+		old := res.FBC
 		if id := res.Clicks.FBCLID; id != "" && id != FBCLIDOf(res.FBC) && framable(id) {
 			res.FBC = "fb." + strconv.Itoa(index) + "." + strconv.FormatInt(t.UnixMilli(), 10) + "." + id
 		}
 		if res.Known.FBCLID == "" {
 			res.Known.FBCLID = FBCLIDOf(res.FBC)
 		}
-		if res.FBC != "" {
-			set(CookieFBC, res.FBC, ClickMaxAge, false)
-		}
+		keep(CookieFBC, res.FBC, old, ClickMaxAge, false)
 		res.FBP = existing(CookieFBP, ValidFBP)
+		old = res.FBP
 		if res.FBP == "" {
 			if n, err := fbpRandom(rnd); err == nil {
 				res.FBP = "fb." + strconv.Itoa(index) + "." + strconv.FormatInt(t.UnixMilli(), 10) + "." + strconv.FormatUint(uint64(n), 10)
 			}
 		}
-		if res.FBP != "" {
-			set(CookieFBP, res.FBP, ClickMaxAge, false)
-		}
+		keep(CookieFBP, res.FBP, old, ClickMaxAge, false)
 	}
 
 	if enabled(platform.TikTok) {
 		res.TTP = existing(CookieTTP, ValidTTP)
+		old := res.TTP
 		if res.TTP == "" {
 			if v, err := randomString(rnd, ttpLength, alnum); err == nil {
 				res.TTP = v
 			}
 		}
-		if res.TTP != "" {
-			set(CookieTTP, res.TTP, TTPMaxAge, false)
-		}
+		keep(CookieTTP, res.TTP, old, TTPMaxAge, false)
 		res.TTCLID = existing(CookieTTCLID, ValidClickID)
+		old = res.TTCLID
 		if id := res.Clicks.TTCLID; id != "" {
 			res.TTCLID = id // the latest click wins
 		}
 		if res.Known.TTCLID == "" {
 			res.Known.TTCLID = res.TTCLID
 		}
-		if res.TTCLID != "" {
-			set(CookieTTCLID, res.TTCLID, ClickMaxAge, false)
-		}
+		keep(CookieTTCLID, res.TTCLID, old, ClickMaxAge, false)
 	}
 
 	if enabled(platform.Google) {
 		google := func(name, clickID string, known *string) string {
 			v := existing(name, ValidGCL)
+			old := v
 			if clickID != "" && clickID != ClickIDOfGCL(v) && framable(clickID) {
 				// The timestamp's unit is unconfirmed (spec/tiktok-google.md B4); readers only use
 				// the last segment, and seconds is what the observed values look like.
@@ -220,9 +229,7 @@ func Resolve(r *http.Request, opt Options) Result {
 			if *known == "" {
 				*known = ClickIDOfGCL(v)
 			}
-			if v != "" {
-				set(name, v, ClickMaxAge, false)
-			}
+			keep(name, v, old, ClickMaxAge, false)
 			return v
 		}
 		res.GCLAW = google(CookieGCLAW, res.Clicks.GCLID, &res.Known.GCLID)
@@ -230,6 +237,20 @@ func Resolve(r *http.Request, opt Options) Result {
 		res.GCLWB = google(CookieGCLWB, res.Clicks.WBRAID, &res.Known.WBRAID)
 	}
 	return res
+}
+
+// Renews reports whether a navigation starts a visit, so that the identity cookies in force are
+// re-sent with a fresh lifetime (DESIGN §4: "renewed on visits"). A browser says where a navigation
+// comes from in Sec-Fetch-Site: "same-origin" or "same-site" is a click inside the shop, whose
+// visit already renewed the cookies; "none" (typed, bookmarked), "cross-site" (an ad, a search, a
+// mail) or no header at all (a browser that does not send it) starts one. Renewing on every page
+// would re-send the same half a dozen Set-Cookie lines, about 1 KB, with every page of a visit.
+func Renews(r *http.Request) bool {
+	switch r.Header.Get("Sec-Fetch-Site") {
+	case "same-origin", "same-site":
+		return false
+	}
+	return true
 }
 
 // framable reports whether a click ID can be the last dot-separated segment of a cookie value. The

@@ -281,3 +281,64 @@ func TestFBPRandomIsTenDigitsBelow2To31(t *testing.T) {
 		}
 	}
 }
+
+// TestResolveRenewsOnlyWhenAVisitStarts: a navigation inside the shop (Sec-Fetch-Site same-origin
+// or same-site) re-sends no cookie whose value the request already carried, yet still sets every
+// new value; a navigation that starts a visit (none, cross-site, or a browser without the header)
+// renews them all.
+func TestResolveRenewsOnlyWhenAVisitStarts(t *testing.T) {
+	opt := Options{Now: func() time.Time { return now }}
+	first := Resolve(request("shop.example.com", "fbclid=IwAR1&gclid=Cj0a&ttclid=E.C.P.t1"), opt)
+	var jar []string
+	for _, c := range first.Cookies {
+		jar = append(jar, c.Name+"="+c.Value)
+	}
+	all := len(first.Cookies)
+	if all != 6 {
+		t.Fatalf("first visit set %d cookies, want 6 (_capi_vid, _fbc, _fbp, _ttp, ttclid, _gcl_aw): %v", all, jar)
+	}
+	for _, tt := range []struct {
+		site  string
+		query string
+		want  []string // the cookies that must be set, in any order
+	}{
+		{"", "", nil}, // no header: renews, checked below
+		{"none", "", nil},
+		{"cross-site", "", nil},
+		{"same-origin", "", []string{}},
+		{"same-site", "", []string{}},
+		{"same-origin", "gclid=Cj0b", []string{CookieGCLAW}},
+		{"same-origin", "fbclid=IwAR2", []string{CookieFBC}},
+	} {
+		r := request("shop.example.com", tt.query, strings.Join(jar, "; "))
+		if tt.site != "" {
+			r.Header.Set("Sec-Fetch-Site", tt.site)
+		}
+		res := Resolve(r, opt)
+		if res.VisitorID != first.VisitorID || res.FBP != first.FBP {
+			t.Fatalf("%s: identity changed", tt.site)
+		}
+		got := cookieMap(res.Cookies)
+		if tt.want == nil {
+			if len(got) != all || !Renews(r) {
+				t.Errorf("Sec-Fetch-Site %q: %d cookies re-sent, want all %d", tt.site, len(got), all)
+			}
+			continue
+		}
+		if len(got) != len(tt.want) || Renews(r) {
+			t.Errorf("Sec-Fetch-Site %q, query %q: set %d cookies, want exactly %v", tt.site, tt.query, len(got), tt.want)
+		}
+		for _, name := range tt.want {
+			if got[name] == nil {
+				t.Errorf("Sec-Fetch-Site %q, query %q: new %s not set", tt.site, tt.query, name)
+			}
+		}
+	}
+	// A value minted on an in-shop navigation (the cookie was lost or refused) is set.
+	r := request("shop.example.com", "", CookieVisitorID+"="+first.VisitorID)
+	r.Header.Set("Sec-Fetch-Site", "same-origin")
+	res := cookieMap(Resolve(r, opt).Cookies)
+	if res[CookieFBP] == nil || res[CookieTTP] == nil || res[CookieVisitorID] != nil {
+		t.Errorf("in-shop navigation without _fbp and _ttp: set %v", res)
+	}
+}

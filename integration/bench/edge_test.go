@@ -161,14 +161,28 @@ func TestEdgeProxyOverhead(t *testing.T) {
 	cookie := b.returningVisitor(t)
 	t.Run("50 KB HTML returning visitor", func(t *testing.T) {
 		b.throughputRun(t, throughputCase{
-			name: "50 KB HTML page, injected, returning visitor (cookies sent)", slug: "html-returning", path: pagePath,
-			headers: append(slices.Clone(pageHeaders), "Cookie: "+cookie), target: 0.85, html: true,
+			name: "50 KB HTML page, injected, returning visitor from an ad click (its cookies sent), browsing inside the shop (Sec-Fetch-Site: same-origin)", slug: "html-returning", path: pagePath,
+			headers: append(slices.Clone(pageHeaders), "Cookie: "+cookie, "Sec-Fetch-Site: same-origin"), target: 0.85, html: true,
+			check: b.checkPageInjected,
+		})
+	})
+	t.Run("50 KB HTML returning visitor starting a visit", func(t *testing.T) {
+		b.throughputRun(t, throughputCase{
+			name: "50 KB HTML page, injected, the same returning visitor starting a visit (Sec-Fetch-Site: cross-site: its six cookies renewed)", slug: "html-returning-visit", path: pagePath,
+			headers: append(slices.Clone(pageHeaders), "Cookie: "+cookie, "Sec-Fetch-Site: cross-site"), target: 0.85, html: true,
 			check: b.checkPageInjected,
 		})
 	})
 	t.Run("50 KB HTML new visitor", func(t *testing.T) {
 		b.throughputRun(t, throughputCase{
-			name: "50 KB HTML page, injected, new visitor on every request", slug: "html-new-visitor", path: pagePath,
+			name: "50 KB HTML page, injected, new cookie-less visitor on every request", slug: "html-new-visitor", path: pagePath,
+			headers: pageHeaders, target: 0.85, html: true, check: b.checkPageInjected,
+		})
+	})
+	t.Run("50 KB HTML new visitor from an ad click", func(t *testing.T) {
+		b.throughputRun(t, throughputCase{
+			name: "50 KB HTML page, injected, new visitor from an ad click (fbclid, gclid, ttclid) on every request: a visitor record written each time",
+			slug: "html-ad-click", path: pagePath + adClickQuery,
 			headers: pageHeaders, target: 0.85, html: true, check: b.checkPageInjected,
 		})
 	})
@@ -414,11 +428,15 @@ func insertion(page, body []byte) (snippet []byte, at int, err error) {
 	return snippet, p, nil
 }
 
-// returningVisitor makes a first visit to the capi site and returns the Cookie header a browser
-// sends on its next page: the visitor's identity cookies, as the handler set them.
+// adClickQuery is what an ad click adds to a landing page's URL: one click ID of each platform.
+const adClickQuery = "?fbclid=IwAR2xBench0fbclid1cH5x9mXh&gclid=Cj0KCQiBenchGclid_EAAYASAAEgK&ttclid=E.C.P.BenchTtclid0123456789"
+
+// returningVisitor makes a first visit to the capi site from an ad click and returns the Cookie
+// header a browser sends on its next pages: the visitor's identity cookies, click cookies included,
+// as the handler set them.
 func (b *bench) returningVisitor(t *testing.T) string {
 	t.Helper()
-	resp, _ := get(t, b.capi+pagePath, pageHeaders)
+	resp, _ := get(t, b.capi+pagePath+adClickQuery, pageHeaders)
 	var pairs []string
 	for _, c := range resp.Cookies() {
 		pairs = append(pairs, c.Name+"="+c.Value)
