@@ -351,6 +351,10 @@ func isInjectableHTML(contentType string) bool {
 	if contentType == "" {
 		return false // net/http would sniff; we do not inject into what we cannot see is HTML
 	}
+	// What nearly every server sends, decided without parsing (ParseMediaType allocates a map).
+	if strings.EqualFold(contentType, "text/html; charset=utf-8") || strings.EqualFold(contentType, "text/html") {
+		return true
+	}
 	mt, params, err := mime.ParseMediaType(contentType)
 	if err != nil || mt != "text/html" {
 		return false
@@ -370,7 +374,7 @@ func isInjectableHTML(contentType string) bool {
 // hasToken reports whether a comma-separated header (Cache-Control) contains token.
 func hasToken(values []string, token string) bool {
 	for _, v := range values {
-		for _, part := range strings.Split(v, ",") {
+		for part := range strings.SplitSeq(v, ",") {
 			name, _, _ := strings.Cut(part, "=")
 			if strings.EqualFold(strings.TrimSpace(name), token) {
 				return true
