@@ -18,3 +18,12 @@ func (q *Bolt) Abandon() {
 // LogWrites reports how many write-and-fdatasync rounds the write-ahead log made, so the benchmarks
 // can show how many enqueues share one flush.
 func (q *Bolt) LogWrites() uint64 { return q.log.Writes() }
+
+// ResumeApplying undoes HoldApplying.
+func (q *Bolt) ResumeApplying() {
+	q.holdApply.Store(false)
+	select {
+	case q.applyWake <- struct{}{}:
+	default:
+	}
+}

@@ -36,7 +36,8 @@ func BenchmarkEnqueueOpenLoop(b *testing.B) {
 			}
 			defer q.Close()
 			ctx := context.Background()
-			lat := make([]time.Duration, b.N)
+			lat := make([]time.Duration, b.N)  // from the scheduled arrival
+			call := make([]time.Duration, b.N) // of the Enqueue call alone
 			var failed atomic.Int64
 			var wg sync.WaitGroup
 			type arrival struct {
@@ -49,10 +50,11 @@ func BenchmarkEnqueueOpenLoop(b *testing.B) {
 					ev := queuetest.Event("")
 					for a := range arrivals {
 						ev.ID = fmt.Sprint("open-", a.i)
+						t0 := time.Now()
 						if _, err := q.Enqueue(ctx, "meta", ev); err != nil {
 							failed.Add(1)
 						}
-						lat[a.i] = time.Since(a.at)
+						lat[a.i], call[a.i] = time.Since(a.at), time.Since(t0)
 					}
 				})
 			}
@@ -61,8 +63,10 @@ func BenchmarkEnqueueOpenLoop(b *testing.B) {
 			b.ResetTimer()
 			cpu, writes := processCPU(), q.LogWrites()
 			start := time.Now()
-			// The dispatcher wakes about every 200 µs and releases every call whose arrival time
-			// has come: sleeping per call would make the offered rate depend on timer precision.
+			// The dispatcher wakes about every 200 µs (about every 1.1 ms on this machine: the Go
+			// runtime's idle timer resolution) and releases every call whose arrival time has come,
+			// so an arrival waits up to one wake-up before its call starts; that wait is part of its
+			// latency here, and call-p99-µs shows the Enqueue call alone.
 			for i := 0; i < b.N; {
 				now := time.Now()
 				for ; i < b.N; i++ {
@@ -84,12 +88,14 @@ func BenchmarkEnqueueOpenLoop(b *testing.B) {
 				b.Fatalf("%d enqueues failed", n)
 			}
 			slices.Sort(lat)
-			pct := func(p float64) float64 {
-				return float64(lat[min(len(lat)-1, int(float64(len(lat))*p))].Microseconds())
+			slices.Sort(call)
+			pct := func(d []time.Duration, p float64) float64 {
+				return float64(d[min(len(d)-1, int(float64(len(d))*p))].Microseconds())
 			}
-			b.ReportMetric(pct(0.50), "p50-µs")
-			b.ReportMetric(pct(0.99), "p99-µs")
-			b.ReportMetric(pct(0.999), "p999-µs")
+			b.ReportMetric(pct(lat, 0.50), "p50-µs")
+			b.ReportMetric(pct(lat, 0.99), "p99-µs")
+			b.ReportMetric(pct(lat, 0.999), "p999-µs")
+			b.ReportMetric(pct(call, 0.99), "call-p99-µs")
 			b.ReportMetric(float64(b.N)/elapsed.Seconds(), "events/s")
 			if n := q.LogWrites() - writes; n > 0 {
 				b.ReportMetric(float64(b.N)/float64(n), "events/fsync")
@@ -97,4 +103,54 @@ func BenchmarkEnqueueOpenLoop(b *testing.B) {
 			b.ReportMetric(float64((processCPU()-cpu).Microseconds())/float64(b.N), "cpu-µs/event")
 		})
 	}
+}
+
+// BenchmarkApplier measures the applier alone: rounds of 4,000 events are logged while it is held,
+// then it is let go and the benchmark waits (in Lease) until it has moved them all into bbolt. It
+// reports the applier's CPU per event and how many events a second it applies: what it needs to
+// keep up with 20,000 events/s of enqueues in the background.
+func BenchmarkApplier(b *testing.B) {
+	db := openDB(b, filepath.Join(b.TempDir(), "capi.db"))
+	defer db.Close()
+	q, err := queue.OpenBolt(db, queue.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer q.Close()
+	ctx := context.Background()
+	const round = 4000
+	var cpu, wall time.Duration
+	commits := q.Commits()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for done := 0; done < b.N; done += round {
+		b.StopTimer()
+		q.HoldApplying()
+		var wg sync.WaitGroup
+		for w := range 64 {
+			wg.Go(func() {
+				ev := queuetest.Event("")
+				for i := w; i < round; i += 64 {
+					ev.ID = fmt.Sprint("apply-", done+i)
+					if _, err := q.Enqueue(ctx, "meta", ev); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+		b.StartTimer()
+		c0, t0 := processCPU(), time.Now()
+		q.ResumeApplying()
+		if _, err := q.Lease(ctx, "meta", 1); err != nil {
+			b.Fatal(err)
+		}
+		cpu += processCPU() - c0
+		wall += time.Since(t0)
+	}
+	n := float64((b.N + round - 1) / round * round)
+	b.ReportMetric(float64(cpu.Microseconds())/n, "cpu-µs/event")
+	b.ReportMetric(n/wall.Seconds(), "events/s")
+	b.ReportMetric(n/float64(q.Commits()-commits), "events/commit")
 }

@@ -8,8 +8,9 @@
 // it is settled as delivered or dropped from the dead letters, so a crash between lease and
 // settlement delivers it again: at-least-once, with the event ID unchanged.
 //
-// Two implementations satisfy Queue: Bolt (embedded, on a bbolt file shared with the visitor store)
-// and, in cluster mode, one on Redis Streams. Both are held to the same behaviour by the suite in
+// Two implementations satisfy Queue: Bolt (embedded, on a bbolt file shared with the visitor store,
+// with a write-ahead log beside it that makes an enqueue durable in one shared fdatasync) and, in
+// cluster mode, one on Redis Streams. Both are held to the same behaviour by the suite in
 // package queuetest.
 package queue
 
