@@ -396,9 +396,13 @@ func (e *edge) remember(v *visit, html bool) {
 		if err != nil {
 			return visitorWrite{}, err
 		}
-		old, found, err := visitors.Get(ctx, vid)
-		if err != nil {
-			return visitorWrite{}, err
+		// A visitor ID minted on this request has no record yet: nothing to read.
+		var old store.Visitor
+		found := false
+		if !v.id.NewVisitor {
+			if old, found, err = visitors.Get(ctx, vid); err != nil {
+				return visitorWrite{}, err
+			}
 		}
 		if found && !e.visitChanges(old, v, req, now) {
 			// Recorded as of old.Updated: the next write due is the page URL's, pageURLRefresh later.
