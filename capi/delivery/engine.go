@@ -91,9 +91,23 @@ type Observer interface {
 	QueueDepth(platformName string, depth int)
 }
 
+// EventObserver is optional for an Observer: one that implements it also receives the events a
+// platform accepted, for measures that need their contents, such as which matching signals they
+// carried. The engine calls DeliveredEvents after Delivered, once the acceptance is settled in the
+// queue, so an event retried or dead-lettered never reaches it and an event whose settlement
+// failed (and will be sent again) reaches it only when finally settled.
+//
+// The events are the engine's own, passed by pointer because an Event is about a kilobyte and a
+// round may settle a thousand: the observer may read them during the call only, must not keep or
+// modify them, and must not block.
+type EventObserver interface {
+	DeliveredEvents(platformName string, events []*event.Event)
+}
+
 // Options configure an Engine. The zero value is ready to use.
 type Options struct {
-	// Observer receives counters and latencies. Default: none.
+	// Observer receives counters and latencies, and the accepted events when it also implements
+	// EventObserver. Default: none.
 	Observer Observer
 	// Now returns the current time. Default: time.Now.
 	Now func() time.Time
@@ -122,13 +136,16 @@ type platformConfig struct {
 
 // Engine runs the per-platform workers over one queue.
 type Engine struct {
-	q    queue.Queue
-	obs  Observer
-	now  func() time.Time
-	rand func() float64
-	base time.Duration
-	cap  time.Duration
-	poll time.Duration
+	q   queue.Queue
+	obs Observer
+	// eventObs is obs when it implements EventObserver, else nil, so that a round collects the
+	// accepted events only for an observer that wants them.
+	eventObs EventObserver
+	now      func() time.Time
+	rand     func() float64
+	base     time.Duration
+	cap      time.Duration
+	poll     time.Duration
 
 	cfg atomic.Pointer[Config]
 
@@ -197,6 +214,7 @@ func New(q queue.Queue, opts Options) *Engine {
 		exited:    make(chan struct{}, 1),
 		depthDone: make(chan struct{}),
 	}
+	e.eventObs, _ = opts.Observer.(EventObserver)
 	e.cfg.Store(&Config{platforms: map[string]*platformConfig{}})
 	go e.reportDepth()
 	return e
@@ -548,14 +566,22 @@ func (e *Engine) settle(name string, out []outcome) {
 	var released []string
 	var delivered, retried, buried int
 	var latencies []time.Duration
+	var accepted []*event.Event
+	if e.eventObs != nil {
+		accepted = make([]*event.Event, 0, len(out))
+	}
 	var lastFailure string
-	for _, o := range out {
+	for i := range out {
+		o := &out[i]
 		s := queue.Settlement{Receipt: o.item.Receipt, Attempts: o.item.Attempts + 1, Reason: o.reason}
 		switch o.outcome {
 		case platform.Delivered:
 			s.Outcome, s.Attempts, s.Reason = queue.Ack, o.item.Attempts, ""
 			delivered++
 			latencies = append(latencies, now.Sub(o.item.Enqueued))
+			if e.eventObs != nil {
+				accepted = append(accepted, &o.item.Event)
+			}
 		case platform.Retry:
 			if aborted {
 				released = append(released, o.item.Receipt)
@@ -584,6 +610,9 @@ func (e *Engine) settle(name string, out []outcome) {
 		e.obs.Delivered(name, delivered)
 		for _, l := range latencies {
 			e.obs.DeliveryLatency(name, l)
+		}
+		if e.eventObs != nil {
+			e.eventObs.DeliveredEvents(name, accepted)
 		}
 		c.mu.Lock()
 		c.lastDelivery = now

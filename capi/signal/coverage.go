@@ -1,6 +1,8 @@
 package signal
 
 import (
+	"math/bits"
+
 	"github.com/caddy-capi/caddy-capi/capi/event"
 	"github.com/caddy-capi/caddy-capi/capi/platform"
 )
@@ -32,35 +34,60 @@ type Coverage struct {
 // CoverageOf reports the signals u carries for a platform (platform.Meta, platform.TikTok or
 // platform.Google). An unknown platform has no signals, so both lists are empty.
 func CoverageOf(platformName string, u event.User) Coverage {
-	var names []string
-	var has []bool
-	switch platformName {
-	case platform.Meta:
-		p := u.Meta
-		names = MetaSignals
-		has = []bool{len(p.Emails) > 0, len(p.Phones) > 0, p.FirstName != "", p.LastName != "",
-			p.DateOfBirth != "", p.Gender != "", p.City != "", p.State != "", p.Zip != "",
-			p.Country != "", u.ExternalID != "", u.IP != "", u.UserAgent != "", u.FBC != "",
-			u.FBP != ""}
-	case platform.TikTok:
-		p := u.TikTok
-		names = TikTokSignals
-		has = []bool{len(p.Emails) > 0, len(p.Phones) > 0, u.ExternalID != "", u.TTCLID != "",
-			u.TTP != "", u.IP != "", u.UserAgent != "", u.Locale != "", p.FirstName != "",
-			p.LastName != "", p.Zip != "", p.City != "" || p.State != "" || p.Country != ""}
-	case platform.Google:
-		p := u.Google
-		names = GoogleSignals
-		has = []bool{len(p.Emails) > 0, len(p.Phones) > 0, p.FirstName != "", p.LastName != "",
-			p.Street != "", p.City != "", p.State != "", p.Zip != "", p.Country != ""}
-	}
+	names, present := PresenceOf(platformName, u)
 	c := Coverage{Platform: platformName}
 	for i, name := range names {
-		if has[i] {
+		if present.Has(i) {
 			c.Present = append(c.Present, name)
 		} else {
 			c.Missing = append(c.Missing, name)
 		}
 	}
 	return c
+}
+
+// Presence is the set of a platform's signals a user carries: bit i stands for the i-th name of
+// the platform's signal list. It lets a caller that counts coverage for every delivered event do
+// so without building the name lists CoverageOf returns.
+type Presence uint32
+
+// Has reports whether the i-th signal of the platform's list is present.
+func (p Presence) Has(i int) bool { return i >= 0 && i < 32 && p&(1<<i) != 0 }
+
+// Count is the number of signals present.
+func (p Presence) Count() int { return bits.OnesCount32(uint32(p)) }
+
+// PresenceOf returns a platform's signal list (MetaSignals, TikTokSignals or GoogleSignals; nil for
+// an unknown platform) and which of them u carries. It allocates nothing; the returned list is
+// shared and must not be modified.
+func PresenceOf(platformName string, u event.User) ([]string, Presence) {
+	switch platformName {
+	case platform.Meta:
+		p := u.Meta
+		return MetaSignals, presence(len(p.Emails) > 0, len(p.Phones) > 0, p.FirstName != "", p.LastName != "",
+			p.DateOfBirth != "", p.Gender != "", p.City != "", p.State != "", p.Zip != "",
+			p.Country != "", u.ExternalID != "", u.IP != "", u.UserAgent != "", u.FBC != "",
+			u.FBP != "")
+	case platform.TikTok:
+		p := u.TikTok
+		return TikTokSignals, presence(len(p.Emails) > 0, len(p.Phones) > 0, u.ExternalID != "", u.TTCLID != "",
+			u.TTP != "", u.IP != "", u.UserAgent != "", u.Locale != "", p.FirstName != "",
+			p.LastName != "", p.Zip != "", p.City != "" || p.State != "" || p.Country != "")
+	case platform.Google:
+		p := u.Google
+		return GoogleSignals, presence(len(p.Emails) > 0, len(p.Phones) > 0, p.FirstName != "", p.LastName != "",
+			p.Street != "", p.City != "", p.State != "", p.Zip != "", p.Country != "")
+	}
+	return nil, 0
+}
+
+// presence sets bit i for each true has[i], in the order of a platform's signal list.
+func presence(has ...bool) Presence {
+	var p Presence
+	for i, h := range has {
+		if h {
+			p |= 1 << i
+		}
+	}
+	return p
 }
