@@ -41,6 +41,8 @@ func init() {
 //	POST /capi/dead-letters/drop    the same body; deletes them for good
 //	POST /capi/test-event           {"event":"Purchase"}: one test event per platform with a test_event_code
 //	POST /capi/visitors/erase       {"visitor_id":"…"}: deletes a visitor's record (privacy requests)
+//	GET  /capi/dashboard            HTML page of delivery and signal coverage per platform, every
+//	                                storage; JSON with Accept: application/json or at /capi/dashboard.json
 //
 // Errors are caddy.APIError with a message that names what was expected. Nothing here returns
 // personal data: dead letters show the event without its IP, user agent or customer data.
@@ -64,6 +66,8 @@ func (a AdminAPI) Routes() []caddy.AdminRoute {
 		{Pattern: "/capi/dead-letters/drop", Handler: caddy.AdminHandlerFunc(a.handleDrop)},
 		{Pattern: "/capi/test-event", Handler: caddy.AdminHandlerFunc(a.handleTestEvent)},
 		{Pattern: "/capi/visitors/erase", Handler: caddy.AdminHandlerFunc(a.handleErase)},
+		{Pattern: "/capi/dashboard", Handler: caddy.AdminHandlerFunc(a.handleDashboard)},
+		{Pattern: "/capi/dashboard.json", Handler: caddy.AdminHandlerFunc(a.handleDashboard)},
 	}
 }
 

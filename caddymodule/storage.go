@@ -272,6 +272,10 @@ type engineObserver struct{ deliveryObserver }
 // Enqueued implements delivery.Observer; see engineObserver.
 func (engineObserver) Enqueued(string, int) {}
 
+// engineObserver also counts the signals of accepted events, through deliveryObserver's
+// DeliveredEvents.
+var _ delivery.EventObserver = engineObserver{}
+
 // storageStatus is the admin API's view of one shared storage.
 type storageStatus struct {
 	Path      string     `json:"path"`
