@@ -510,16 +510,3 @@ func (l *Log) release(lsn uint64) error {
 	}
 	return syncDir(l.dir)
 }
-
-// syncDir makes renames, creations and removals in dir durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("wal: sync directory %s: %w", dir, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("wal: sync directory %s: %w", dir, err)
-	}
-	return nil
-}
