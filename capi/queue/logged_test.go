@@ -90,9 +90,9 @@ func TestReopenReplaysEverythingLogged(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !closed {
-				q.HoldApplying()
-			}
+			// Held either way: Close must apply what is only in the log, an abandoned queue
+			// leaves it to the next open.
+			q.HoldApplying()
 			ctx := context.Background()
 			var want []string
 			for i := range 30 {
@@ -110,6 +110,16 @@ func TestReopenReplaysEverythingLogged(t *testing.T) {
 			if closed {
 				if err := q.Close(); err != nil {
 					t.Fatalf("Close = %v", err)
+				}
+				var inBolt int
+				db.View(func(tx *bbolt.Tx) error {
+					if b := tx.Bucket([]byte("queue.ready.meta")); b != nil {
+						inBolt = b.Stats().KeyN
+					}
+					return nil
+				})
+				if inBolt != 30 {
+					t.Fatalf("after Close bbolt holds %d meta events, want 30: Close did not apply the log", inBolt)
 				}
 			} else {
 				q.Abandon()
