@@ -10,7 +10,6 @@ import (
 	"io"
 	"net/http"
 	"slices"
-	"sort"
 	"strconv"
 	"time"
 
@@ -90,21 +89,11 @@ func (AdminAPI) handleStatus(w http.ResponseWriter, r *http.Request) error {
 	if err := requireMethod(r, http.MethodGet); err != nil {
 		return err
 	}
-	resp := statusResponse{Storages: []storageStatus{}}
-	var statusErr error
-	storages.Range(func(_, val any) bool {
-		st, err := val.(*sharedStorage).status(r.Context())
-		if err != nil {
-			statusErr = err
-			return false
-		}
-		resp.Storages = append(resp.Storages, st)
-		return true
-	})
-	if statusErr != nil {
-		return caddy.APIError{HTTPStatus: http.StatusInternalServerError, Err: statusErr}
+	sts, err := storageStatuses(r.Context())
+	if err != nil {
+		return caddy.APIError{HTTPStatus: http.StatusInternalServerError, Err: err}
 	}
-	sort.Slice(resp.Storages, func(i, j int) bool { return resp.Storages[i].Path < resp.Storages[j].Path })
+	resp := statusResponse{Storages: sts}
 	return writeJSON(w, resp)
 }
 
