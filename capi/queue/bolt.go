@@ -55,7 +55,7 @@ type Options struct {
 	// SweepInterval is how often expired dedup entries are deleted from disk. Default: 10 minutes.
 	SweepInterval time.Duration
 	// LogSegmentSize is the size of each file of the write-ahead log; one Enqueue call may log at
-	// most a quarter of it. Default: wal.DefaultSegmentSize (32 MiB).
+	// most a quarter of it. Default: wal.DefaultSegmentSize (16 MiB).
 	LogSegmentSize int64
 }
 

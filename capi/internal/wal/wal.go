@@ -31,9 +31,10 @@ import (
 var ErrClosed = errors.New("wal: closed")
 
 // DefaultSegmentSize is the size of a segment file when Options.SegmentSize is not set: at
-// 20,000 events of about 1 KiB a second a segment lasts a second and a half, so its rollover (a
-// rename and a directory fsync) is rare, while a fresh log costs only one such file.
-const DefaultSegmentSize = 32 << 20
+// 20,000 events of about 1 KiB a second a segment lasts most of a second, so its rollover (a
+// rename and a directory fsync, onto a spare zero-filled in advance) stays rare, while a fresh
+// log, its first segment and one spare, takes 32 MiB of disk.
+const DefaultSegmentSize = 16 << 20
 
 // maxSpares is how many released segments are kept for reuse instead of deleted.
 const maxSpares = 2
