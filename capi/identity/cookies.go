@@ -142,22 +142,24 @@ func Resolve(r *http.Request, opt Options) Result {
 	}
 	// existing returns the first valid value of the named cookie, counting a refusal when the
 	// cookie is present but no value is valid.
-	cookies := r.Cookies()
 	existing := func(name string, valid func(string) bool) string {
 		present := false
-		for _, c := range cookies {
-			if c.Name != name {
-				continue
+		v := ""
+		eachCookie(r.Header, func(n, value string) bool {
+			if n != name {
+				return true
 			}
-			if valid(c.Value) {
-				return c.Value
+			if valid(value) {
+				v = value
+				return false
 			}
 			present = true
-		}
-		if present {
+			return true
+		})
+		if v == "" && present {
 			res.RefusedCookies++
 		}
-		return ""
+		return v
 	}
 	enabled := func(p string) bool { return opt.Platforms == nil || slices.Contains(opt.Platforms, p) }
 
@@ -237,6 +239,31 @@ func Resolve(r *http.Request, opt Options) Result {
 		res.GCLWB = google(CookieGCLWB, res.Clicks.WBRAID, &res.Known.WBRAID)
 	}
 	return res
+}
+
+// eachCookie calls fn with the name and value of each cookie in h's Cookie lines, in order, until
+// fn returns false. It reads them as http.Request.Cookies does (pairs split on ";", trimmed, one
+// pair of surrounding double quotes taken off the value) without allocating: it runs on every page,
+// and a shop's pages carry dozens of cookies, of which the identity cookies are a handful. Names and
+// values are not validated here; the callers compare names exactly and validate values strictly.
+func eachCookie(h http.Header, fn func(name, value string) bool) {
+	for _, line := range h["Cookie"] {
+		for line != "" {
+			var part string
+			part, line, _ = strings.Cut(line, ";")
+			part = strings.TrimSpace(part)
+			name, value, ok := strings.Cut(part, "=")
+			if !ok || name == "" {
+				continue
+			}
+			if len(value) > 1 && value[0] == '"' && value[len(value)-1] == '"' {
+				value = value[1 : len(value)-1]
+			}
+			if !fn(name, value) {
+				return
+			}
+		}
+	}
 }
 
 // Renews reports whether a navigation starts a visit, so that the identity cookies in force are

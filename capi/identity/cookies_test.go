@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -341,4 +342,37 @@ func TestResolveRenewsOnlyWhenAVisitStarts(t *testing.T) {
 	if res[CookieFBP] == nil || res[CookieTTP] == nil || res[CookieVisitorID] != nil {
 		t.Errorf("in-shop navigation without _fbp and _ttp: set %v", res)
 	}
+}
+
+// FuzzEachCookieAgreesWithNetHTTP: for any Cookie header, the cookies eachCookie yields whose
+// names and values pass the validators the identity cookies use are exactly those that
+// http.Request.Cookies yields, in the same order.
+func FuzzEachCookieAgreesWithNetHTTP(f *testing.F) {
+	f.Add("_capi_vid=abcdefghijklmnopqrstuvwx; _fbp=fb.1.1700000000000.123")
+	f.Add(`_fbc="fb.1.1.x"; a=b;;c; _ttp=  x ; ttclid=E.C.P.1`)
+	f.Add("=x; _gcl_aw=GCL.1.Cj0; _gcl_aw=bad value")
+	f.Fuzz(func(t *testing.T, header string) {
+		r := httptest.NewRequest("GET", "http://example.com/", nil)
+		r.Header["Cookie"] = []string{header}
+		valid := func(name, value string) bool {
+			return (name == CookieVisitorID && ValidVisitorID(value)) || (name == CookieFBP && ValidFBP(value)) ||
+				(name == CookieFBC && ValidFBC(value)) || (name == CookieTTP && ValidTTP(value)) ||
+				(name == CookieTTCLID && ValidClickID(value)) || (name == CookieGCLAW && ValidGCL(value))
+		}
+		var ours, theirs []string
+		eachCookie(r.Header, func(name, value string) bool {
+			if valid(name, value) {
+				ours = append(ours, name+"="+value)
+			}
+			return true
+		})
+		for _, c := range r.Cookies() {
+			if valid(c.Name, c.Value) {
+				theirs = append(theirs, c.Name+"="+c.Value)
+			}
+		}
+		if !slices.Equal(ours, theirs) {
+			t.Fatalf("eachCookie %q, net/http %q", ours, theirs)
+		}
+	})
 }
