@@ -58,7 +58,7 @@ func BenchmarkEdge(b *testing.B) {
 		}
 	}
 	asset := request("https://shop.example.com/app.css", "Accept", "text/css", "Sec-Fetch-Dest", "style")
-	nav := request("https://shop.example.com/product", "Accept", "text/html", "Sec-Fetch-Dest", "document")
+	nav := request("https://shop.example.com/product", "Accept", "text/html", "Sec-Fetch-Dest", "document", "Sec-Fetch-Site", "same-origin")
 	b.Run("asset/next", func(b *testing.B) { run(b, asset, css.ServeHTTP) })
 	b.Run("asset/capi", func(b *testing.B) {
 		run(b, asset, func(w http.ResponseWriter, r *http.Request) error { return s.h.ServeHTTP(w, r, css) })

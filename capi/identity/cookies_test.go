@@ -376,3 +376,45 @@ func FuzzEachCookieAgreesWithNetHTTP(f *testing.F) {
 		}
 	})
 }
+
+// parseFBSplit is parseFB as it was written with strings.Split, kept as the reference.
+func parseFBSplit(s string) (string, bool) {
+	if len(s) > 4+3+1+16+1+MaxClickIDLength+1+8 {
+		return "", false
+	}
+	parts := strings.Split(s, ".")
+	switch len(parts) {
+	case 4:
+	case 5:
+		if !validAppendix(parts[4]) {
+			return "", false
+		}
+	default:
+		return "", false
+	}
+	if parts[0] != "fb" || !isDigits(parts[1], 1, 3) || !isDigits(parts[2], 1, 16) || parts[3] == "" {
+		return "", false
+	}
+	return parts[3], true
+}
+
+// FuzzParseFBAgreesWithSplit: parseFB reads every _fbc/_fbp value exactly as the Split version
+// did, and CookieDomain's memoized answer is the lookup's.
+func FuzzParseFBAgreesWithSplit(f *testing.F) {
+	f.Add("fb.1.1700000000000.IwAR1", "shop.example.com:443")
+	f.Add("fb.1.1700000000000.IwAR1.Bg", "127.0.0.1")
+	f.Add("fb.1.1.x.y.z", "[::1]:8080")
+	f.Add("fb..1.x", "localhost")
+	f.Fuzz(func(t *testing.T, value, host string) {
+		p1, ok1 := parseFB(value)
+		p2, ok2 := parseFBSplit(value)
+		if p1 != p2 || ok1 != ok2 {
+			t.Fatalf("parseFB(%q) = %q, %v; Split version %q, %v", value, p1, ok1, p2, ok2)
+		}
+		d1, i1 := CookieDomain(host, "")
+		d2, i2 := lookupCookieDomain(host, "")
+		if d1 != d2 || i1 != i2 {
+			t.Fatalf("CookieDomain(%q) = %q, %d; lookup %q, %d", host, d1, i1, d2, i2)
+		}
+	})
+}
