@@ -96,6 +96,11 @@ func Open(dir string, after uint64, replay func(lsn uint64, payload []byte) erro
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("wal: create %s: %w", dir, err)
 	}
+	// The log directory's own entry must be durable before anything in it is acknowledged: a
+	// power loss right after the first appends would otherwise lose the directory with them.
+	if err := syncDir(filepath.Dir(dir)); err != nil {
+		return nil, fmt.Errorf("wal: sync the directory of %s: %w", dir, err)
+	}
 	l := &Log{
 		dir:       dir,
 		segSize:   opts.SegmentSize,
