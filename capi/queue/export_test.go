@@ -1,5 +1,7 @@
 package queue
 
+import "context"
+
 // Commits reports how many write transactions the queue committed, so the benchmarks can show how
 // many events share one fsync.
 func (q *Bolt) Commits() uint64 { return q.committer.Commits() }
@@ -27,3 +29,6 @@ func (q *Bolt) ResumeApplying() {
 	default:
 	}
 }
+
+// WaitApplied waits until the applier has moved into bbolt everything logged before the call.
+func (q *Bolt) WaitApplied(ctx context.Context) error { return q.waitApplied(ctx) }
