@@ -27,8 +27,10 @@ import (
 // and at one fsync each the writer would fall behind and drop. So the writer takes what is waiting
 // (up to backgroundGroup jobs) at once, and a store that implements store.Batcher gets the visitor
 // records of the group in one transaction, one fsync: the more jobs wait, the more share a sync, and
-// the backlog cannot grow at the rate of the disk. A record whose change fails does not fail the
-// others.
+// the backlog cannot grow at the rate of the disk. While the groups come out large (a burst), the
+// writer also lingers a few milliseconds for more jobs before it commits, since each transaction's
+// cost is mostly per commit: a lone job is never delayed. A record whose change fails does not fail
+// the others.
 //
 // What must be in the record before the response goes out is written on the request path instead:
 // a captured form (the thank-you page that follows reads it), and the idempotency key of a
@@ -47,6 +49,13 @@ const (
 	// backgroundGroup bounds the jobs the writer takes at once, and so the visitor records one
 	// transaction carries.
 	backgroundGroup = 256
+	// backgroundBusy is the group size from which the writer counts as busy: the next group
+	// lingers for more jobs (see linger).
+	backgroundBusy = 8
+	// backgroundLinger is how long a busy writer waits to fill a group: short against anything
+	// that reads a visitor record (a postback, a conversion on a later page), long against a
+	// commit.
+	backgroundLinger = 25 * time.Millisecond
 	// backgroundJobTimeout bounds one group of jobs, storage wait included.
 	backgroundJobTimeout = 10 * time.Second
 	// backgroundDrain is how long the last release lets waiting jobs finish.
@@ -133,10 +142,15 @@ func (w *backgroundWriter) enqueue(j backgroundJob) bool {
 func (w *backgroundWriter) loop() {
 	defer close(w.done)
 	group := make([]backgroundJob, 0, backgroundGroup)
+	busy := false
 	for {
 		select {
 		case j := <-w.jobs:
 			group = w.gather(append(group[:0], j))
+			if busy {
+				group = w.linger(group)
+			}
+			busy = len(group) >= backgroundBusy
 			w.runGroup(context.Background(), group)
 		case <-w.ctx.Done():
 			// No job can be submitted any more; finish the waiting ones within the drain time.
@@ -166,6 +180,29 @@ func (w *backgroundWriter) gather(group []backgroundJob) []backgroundJob {
 		case j := <-w.jobs:
 			group = append(group, j)
 		default:
+			return group
+		}
+	}
+	return group
+}
+
+// linger adds the jobs that arrive within backgroundLinger to group, up to backgroundGroup. The
+// loop calls it only while jobs arrive faster than groups commit (the last group was large): then
+// waiting a little makes the next group larger, and each visitor record cheaper, while a lone job
+// is never delayed.
+func (w *backgroundWriter) linger(group []backgroundJob) []backgroundJob {
+	if len(group) >= backgroundGroup {
+		return group
+	}
+	t := time.NewTimer(backgroundLinger)
+	defer t.Stop()
+	for len(group) < backgroundGroup {
+		select {
+		case j := <-w.jobs:
+			group = append(group, j)
+		case <-t.C:
+			return group
+		case <-w.ctx.Done():
 			return group
 		}
 	}
