@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -57,6 +58,12 @@ type Options struct {
 	// LogSegmentSize is the size of each file of the write-ahead log; one Enqueue call may log at
 	// most a quarter of it. Default: wal.DefaultSegmentSize (16 MiB).
 	LogSegmentSize int64
+	// DedupFlushKeys is how many applied dedup keys are held in memory before they are written to
+	// the on-disk index in one sorted flush; the log keeps their records until then. Default:
+	// 200,000 (about 8 MiB of memory).
+	DedupFlushKeys int
+	// DedupFlushInterval is the longest a dedup key waits in memory for its flush. Default: 30 s.
+	DedupFlushInterval time.Duration
 }
 
 // Bolt is the embedded Queue on a bbolt database.
@@ -67,7 +74,8 @@ type Options struct {
 // Lease first waits for it to catch up with everything logged before the call. Every bbolt write
 // (applied events, settlements, dead-letter moves, dedup sweeps) goes through one group committer
 // (boltcommit) that the visitor store's writes share. Waiting events live on disk: memory holds the
-// leases, the partition counters, a bounded dedup cache and the events logged but not yet applied.
+// leases, the partition counters, a bounded dedup cache, the events logged but not yet applied and
+// the dedup keys applied but not yet flushed to the on-disk index (dedup.go).
 type Bolt struct {
 	db    *bbolt.DB
 	now   func() time.Time
@@ -82,9 +90,26 @@ type Bolt struct {
 	partsMu sync.Mutex
 	parts   map[string]*partition
 
-	// resMu guards reserved: dedup keys logged or about to be, not yet in the on-disk index.
-	resMu    sync.Mutex
-	reserved map[string]*reservation
+	// resMu guards reserved (dedup keys logged or about to be, not yet applied) and the set of
+	// applied keys not yet in the on-disk index: unflushed, and flushing while a flush writes it.
+	// unflushedLSN is the last log record whose keys are in unflushed, and unflushedMin the
+	// earliest expiry there.
+	resMu        sync.Mutex
+	reserved     map[string]*reservation
+	unflushed    map[[dedupKeySize]byte]int64
+	unflushedLSN uint64
+	unflushedMin int64
+	flushing     map[[dedupKeySize]byte]int64
+	flushingLSN  uint64
+	flushKeys    int
+	// flushErr is the last flush's outcome; flushedCh is closed and replaced after each flush.
+	flushErr  error
+	flushedCh chan struct{}
+
+	flushMu   sync.Mutex // one flush at a time
+	flushKick chan struct{}
+	flushStop chan struct{}
+	flushDone chan struct{}
 
 	// The applier's state. pending are the records logged and not yet applied, in LSN order;
 	// appliedCh is closed and replaced whenever applied or applyErr changes.
@@ -93,9 +118,11 @@ type Bolt struct {
 	// pendingBytes is the payload size of pending.
 	pendingBytes int
 	applied      uint64
-	applyErr     error
-	appliedCh    chan struct{}
-	applyWake    chan struct{}
+	// flushed is the dedup checkpoint: every record up to it has its keys in the on-disk index.
+	flushed   uint64
+	applyErr  error
+	appliedCh chan struct{}
+	applyWake chan struct{}
 	// applyUrgent asks the applier not to wait for more records: a Lease waits for them.
 	applyUrgent chan struct{}
 	applyStop   chan struct{}
@@ -142,6 +169,12 @@ func OpenBolt(db *bbolt.DB, opts Options) (*Bolt, error) {
 	if opts.SweepInterval <= 0 {
 		opts.SweepInterval = 10 * time.Minute
 	}
+	if opts.DedupFlushKeys <= 0 {
+		opts.DedupFlushKeys = defaultDedupFlushKeys
+	}
+	if opts.DedupFlushInterval <= 0 {
+		opts.DedupFlushInterval = defaultDedupFlushInterval
+	}
 	cache, err := ristretto.NewCache(&ristretto.Config[string, int64]{
 		NumCounters: opts.DedupCacheSize * 10,
 		MaxCost:     opts.DedupCacheSize,
@@ -151,18 +184,25 @@ func OpenBolt(db *bbolt.DB, opts Options) (*Bolt, error) {
 		return nil, fmt.Errorf("queue: dedup cache: %w", err)
 	}
 	q := &Bolt{
-		db:          db,
-		now:         opts.Now,
-		dedup:       cache,
-		sweepStop:   make(chan struct{}),
-		sweepDone:   make(chan struct{}),
-		parts:       make(map[string]*partition),
-		reserved:    make(map[string]*reservation),
-		appliedCh:   make(chan struct{}),
-		applyWake:   make(chan struct{}, 1),
-		applyUrgent: make(chan struct{}, 1),
-		applyStop:   make(chan struct{}),
-		applyDone:   make(chan struct{}),
+		db:           db,
+		now:          opts.Now,
+		dedup:        cache,
+		sweepStop:    make(chan struct{}),
+		sweepDone:    make(chan struct{}),
+		parts:        make(map[string]*partition),
+		reserved:     make(map[string]*reservation),
+		unflushed:    make(map[[dedupKeySize]byte]int64),
+		unflushedMin: math.MaxInt64,
+		flushKeys:    opts.DedupFlushKeys,
+		flushedCh:    make(chan struct{}),
+		flushKick:    make(chan struct{}, 1),
+		flushStop:    make(chan struct{}),
+		flushDone:    make(chan struct{}),
+		appliedCh:    make(chan struct{}),
+		applyWake:    make(chan struct{}, 1),
+		applyUrgent:  make(chan struct{}, 1),
+		applyStop:    make(chan struct{}),
+		applyDone:    make(chan struct{}),
 	}
 	err = db.Update(func(tx *bbolt.Tx) error {
 		for _, name := range [][]byte{dedupBucket, logBucket} {
@@ -170,8 +210,14 @@ func OpenBolt(db *bbolt.DB, opts Options) (*Bolt, error) {
 				return err
 			}
 		}
-		q.applied, err = appliedLSN(tx)
-		return err
+		if q.applied, err = appliedLSN(tx); err != nil {
+			return err
+		}
+		if q.flushed, err = dedupFlushedLSN(tx, q.applied); err != nil {
+			return err
+		}
+		// Written once, so that from now on its absence cannot be read as "the index is current".
+		return tx.Bucket(logBucket).Put(dedupFlushedKey, binary.BigEndian.AppendUint64(nil, q.flushed))
 	})
 	if err != nil {
 		cache.Close()
@@ -200,14 +246,19 @@ func OpenBolt(db *bbolt.DB, opts Options) (*Bolt, error) {
 	}
 	q.committer = boltcommit.New(db, boltcommit.Options{MaxGroup: maxGroup, Closed: ErrClosed})
 	go q.applyLoop()
+	go q.flushLoop(opts.DedupFlushInterval)
 	go q.sweepLoop(opts.SweepInterval)
+	if len(q.unflushed) >= q.flushKeys {
+		q.kickFlush()
+	}
 	return q, nil
 }
 
 // replayChunk is how many replayed log records share one bbolt transaction at open.
 const replayChunk = 4096
 
-// openLog opens the write-ahead log and applies what it holds beyond q.applied, in transactions of
+// openLog opens the write-ahead log at the dedup checkpoint, puts the keys of every record above it
+// back into the unflushed set and applies the records beyond q.applied, in transactions of
 // replayChunk records, before the queue takes calls.
 func (q *Bolt) openLog(segmentSize int64) error {
 	dir := LogDir(q.db.Path())
@@ -221,9 +272,24 @@ func (q *Bolt) openLog(segmentSize int64) error {
 		batches = batches[:0]
 		return err
 	}
+	now := q.now().UnixNano()
 	replay := func(lsn uint64, payload []byte) error {
-		b, err := decodeLogged(bytes.Clone(payload)) // payload is the log's read buffer
+		b, err := decodeLogged(payload)
 		if err != nil {
+			return err
+		}
+		exp := b.enqueued + int64(DedupWindow)
+		for _, k := range b.keys {
+			if exp > now {
+				q.unflushed[[dedupKeySize]byte(k)] = exp
+				q.unflushedMin = min(q.unflushedMin, exp)
+			}
+		}
+		q.unflushedLSN = lsn
+		if lsn <= q.applied {
+			return nil // its events are in the buckets already
+		}
+		if b, err = decodeLogged(bytes.Clone(payload)); err != nil { // payload is the log's read buffer
 			return err
 		}
 		batches, last = append(batches, b), lsn
@@ -232,7 +298,8 @@ func (q *Bolt) openLog(segmentSize int64) error {
 		}
 		return nil
 	}
-	l, err := wal.Open(dir, q.applied, replay, wal.Options{SegmentSize: segmentSize, Durable: q.logged})
+	after := min(q.applied, q.flushed)
+	l, err := wal.Open(dir, after, replay, wal.Options{SegmentSize: segmentSize, Durable: q.logged, Issued: q.applied})
 	if err == nil {
 		if err = flush(); err != nil {
 			l.Close()
@@ -243,7 +310,8 @@ func (q *Bolt) openLog(segmentSize int64) error {
 	}
 	q.log = l
 	q.applied = max(q.applied, l.LastLSN())
-	if err := l.Release(q.applied); err != nil {
+	q.unflushedLSN = max(q.unflushedLSN, q.applied, q.flushed)
+	if err := l.Release(after); err != nil {
 		l.Close()
 		return fmt.Errorf("queue: open the write-ahead log %s: %w", dir, err)
 	}
@@ -356,6 +424,9 @@ func (q *Bolt) reserve(ctx context.Context, b *loggedBatch, now int64) (*reserva
 			for i, k := range b.keys {
 				if r, held := q.reserved[string(k)]; held && r.expiry > now {
 					continue // logged by another call: a duplicate
+				}
+				if q.heldUnflushed(k, now) {
+					continue // applied, not yet in the on-disk index
 				}
 				q.reserved[string(k)] = res
 				b.keys[n], b.events[n] = k, b.events[i]
@@ -737,15 +808,16 @@ func (q *Bolt) moveDead(ctx context.Context, verb, platformName string, ids []st
 	return moved, nil
 }
 
-// SweepDedup deletes dedup entries that expired, at most limit of them (all when limit ≤ 0), and
-// returns how many it deleted. The queue runs it every SweepInterval; expired entries are ignored by
-// Enqueue whether or not they were swept.
+// SweepDedup deletes dedup entries that expired, at most limit of them (all when limit ≤ 0), from
+// the keys held in memory for the next flush first, then from the on-disk index, and returns how
+// many it deleted. The queue runs it every SweepInterval; expired entries are ignored by Enqueue
+// whether or not they were swept.
 func (q *Bolt) SweepDedup(ctx context.Context, limit int) (int, error) {
 	// Keys logged before the call count as indexed already.
 	if err := q.waitApplied(ctx); err != nil {
 		return 0, fmt.Errorf("queue: sweep dedup index: %w", err)
 	}
-	total := 0
+	total := q.sweepUnflushed(q.now().UnixNano(), limit)
 	var from []byte
 	for limit <= 0 || total < limit {
 		chunk := sweepChunk
@@ -839,12 +911,24 @@ func (q *Bolt) Close() error {
 	q.applyMu.Lock()
 	left, err := len(q.pending), q.applyErr
 	q.applyMu.Unlock()
-	q.committer.Close()
+	close(q.flushStop)
+	<-q.flushDone
+	var flushErr error
+	if !q.abandoned.Load() {
+		flushErr = q.FlushDedup(context.Background())
+	}
 	close(q.sweepStop)
 	<-q.sweepDone
+	q.committer.Close()
 	q.dedup.Close()
-	if left > 0 && !q.abandoned.Load() {
+	if q.abandoned.Load() {
+		return nil
+	}
+	if left > 0 {
 		return fmt.Errorf("queue: close: %d logged enqueues not applied, kept in the log for the next open: %w", left, err)
+	}
+	if flushErr != nil {
+		return fmt.Errorf("queue: close: dedup keys kept in the log for the next open: %w", flushErr)
 	}
 	return nil
 }

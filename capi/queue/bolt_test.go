@@ -53,10 +53,11 @@ func (b boltQueue) Close() error {
 	return b.db.Close()
 }
 
-func boltBackend() queuetest.Backend {
+func boltBackend(opts queue.Options) queuetest.Backend {
 	open := func(t *testing.T, path string, now func() time.Time) queue.Queue {
 		db := openDB(t, path)
-		q, err := queue.OpenBolt(db, queue.Options{Now: now})
+		opts.Now = now
+		q, err := queue.OpenBolt(db, opts)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -76,7 +77,14 @@ func boltBackend() queuetest.Backend {
 }
 
 func TestBoltQueue(t *testing.T) {
-	queuetest.Run(t, boltBackend())
+	queuetest.Run(t, boltBackend(queue.Options{}))
+}
+
+// TestBoltQueueFlushingDedupKeysConstantly runs the suite with a dedup flush after every few
+// applied keys, so that keys move from the reservations to the unflushed set to the on-disk index
+// while the suite's concurrent enqueues of one key look for them.
+func TestBoltQueueFlushingDedupKeysConstantly(t *testing.T) {
+	queuetest.Run(t, boltBackend(queue.Options{DedupFlushKeys: 2}))
 }
 
 func TestBoltLeavesOtherBucketsAlone(t *testing.T) {
@@ -139,19 +147,51 @@ func TestSettleRefusesReceiptsItDidNotIssue(t *testing.T) {
 }
 
 func TestSweepDeletesOnlyExpiredDedupEntries(t *testing.T) {
+	// Where the keys are when the sweep runs: held in memory for the next flush, or flushed to the
+	// on-disk index.
+	tests := []struct {
+		name                 string
+		flushOld, flushYoung bool
+	}{
+		{"unflushed", false, false},
+		{"flushed", true, true},
+		{"old flushed, young unflushed", true, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			testSweep(t, tt.flushOld, tt.flushYoung)
+		})
+	}
+}
+
+func testSweep(t *testing.T, flushOld, flushYoung bool) {
 	clock := queuetest.NewClock(time.Date(2026, 11, 27, 0, 0, 0, 0, time.UTC))
 	path := filepath.Join(t.TempDir(), "capi.db")
 	q := openBolt(t, path, queue.Options{Now: clock.Now})
 	ctx := context.Background()
+	flushIf := func(flush bool) {
+		t.Helper()
+		if err := q.WaitApplied(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if !flush {
+			return
+		}
+		if err := q.FlushDedup(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
 	for i := range 5 {
 		if _, err := q.Enqueue(ctx, "meta", queuetest.Event(fmt.Sprint("old", i))); err != nil {
 			t.Fatal(err)
 		}
 	}
+	flushIf(flushOld)
 	clock.Advance(24 * time.Hour)
 	if _, err := q.Enqueue(ctx, "meta", queuetest.Event("young")); err != nil {
 		t.Fatal(err)
 	}
+	flushIf(flushYoung)
 	clock.Advance(24*time.Hour + time.Second)
 	if n, err := q.SweepDedup(ctx, 2); err != nil || n != 2 {
 		t.Fatalf("SweepDedup(limit 2) = %d, %v; want 2", n, err)
@@ -200,13 +240,15 @@ func TestWaitingEventsStayOnDisk(t *testing.T) {
 		return heapInUse()
 	}
 	empty := settled()
-	// The first 100,000 fill the bounded dedup cache; growth after that would be per event.
+	// The first 100,000 fill the bounded dedup cache and half the unflushed dedup set; growth
+	// after that would be per event.
 	fill(0, 100_000)
 	warm := settled()
 	fill(100_000, total)
 	// Before the applier catches up the heap holds its bounded buffers: a few tens of MiB at most
-	// (up to 8 MiB of unapplied records and a transaction of up to 2 MiB of them, whose random
-	// dedup-index pages bbolt holds as nodes until it commits), never the events themselves.
+	// (up to 8 MiB of unapplied records, a transaction of up to 2 MiB of them, and the dedup keys
+	// applied but not flushed, about 8 MiB per 200,000 and two sets while one is flushed), never
+	// the events themselves.
 	if inFlight := int64(heapInUse()) - int64(warm); inFlight > 96<<20 {
 		t.Fatalf("heap %.1f MiB above the warm state while the applier was behind: unapplied events are not bounded", float64(inFlight)/(1<<20))
 	}

@@ -129,9 +129,9 @@ type loggedRecord struct {
 
 // applyLogged writes decoded batches into the buckets and records lsn as applied, in tx. Dedup was
 // decided when the batches were logged (a key is reserved until it is applied), so every event is
-// new here.
+// new here. Their dedup keys are not written here: the caller keeps them for a sorted flush
+// (dedup.go).
 func applyLogged(tx *bbolt.Tx, batches []loggedBatch, lsn uint64) error {
-	index := tx.Bucket(dedupBucket)
 	var ready *bbolt.Bucket
 	var readyFor string
 	for _, b := range batches {
@@ -145,11 +145,7 @@ func applyLogged(tx *bbolt.Tx, batches []loggedBatch, lsn uint64) error {
 			ready.FillPercent = 1
 			readyFor = b.platform
 		}
-		expiry := binary.BigEndian.AppendUint64(nil, uint64(b.enqueued+int64(DedupWindow)))
-		for i, key := range b.keys {
-			if err := index.Put(key, expiry); err != nil {
-				return err
-			}
+		for i := range b.keys {
 			seq, err := ready.NextSequence()
 			if err != nil {
 				return err
@@ -225,6 +221,12 @@ func (q *Bolt) applyLoop() {
 			}
 			continue
 		}
+		if !stopping && !q.waitDedupRoom() {
+			stopping = true
+			if q.abandoned.Load() {
+				return
+			}
+		}
 		if n < applyEnough && !stopping {
 			gather.Reset(applyGather)
 			select {
@@ -279,8 +281,10 @@ func (q *Bolt) apply(recs []loggedRecord) error {
 	err := <-q.committer.Submit(boltcommit.Write{
 		Apply: func(tx *bbolt.Tx) error { return applyLogged(tx, batches, last) },
 		Committed: func() {
+			// The keys move from reserved to the unflushed set in one step under resMu, so that
+			// a concurrent Enqueue finds each of them in one place or the other.
 			q.resMu.Lock()
-			for _, b := range batches {
+			for i, b := range batches {
 				exp := b.enqueued + int64(DedupWindow)
 				for _, k := range b.keys {
 					// A later call may hold the key anew once this entry expired.
@@ -288,8 +292,13 @@ func (q *Bolt) apply(recs []loggedRecord) error {
 						delete(q.reserved, string(k))
 					}
 				}
+				q.addUnflushed(b, recs[i].lsn)
 			}
+			full := len(q.unflushed) >= q.flushKeys
 			q.resMu.Unlock()
+			if full {
+				q.kickFlush()
+			}
 			for _, b := range batches {
 				exp := b.enqueued + int64(DedupWindow)
 				for _, k := range b.keys {
@@ -311,8 +320,7 @@ func (q *Bolt) apply(recs []loggedRecord) error {
 	if err != nil {
 		return q.applyFailed(fmt.Errorf("apply log records up to %d: %w", last, err))
 	}
-	// A failed release leaves segments on disk until the next one succeeds; nothing is lost.
-	_ = q.log.Release(last)
+	q.releaseLog()
 	return nil
 }
 

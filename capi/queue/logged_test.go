@@ -18,6 +18,7 @@ import (
 
 	"go.etcd.io/bbolt"
 
+	"github.com/caddy-capi/caddy-capi/capi/event"
 	"github.com/caddy-capi/caddy-capi/capi/queue"
 	"github.com/caddy-capi/caddy-capi/capi/queue/queuetest"
 )
@@ -247,13 +248,23 @@ func TestLogSegmentsRollOverAndAreRecycled(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// Lease waits for the applier, which releases the segments it has applied.
+	// Lease waits for the applier; the dedup keys of what it applied are kept in the log until
+	// they are flushed.
 	if got := leaseAll(t, q, "meta"); !slices.Equal(got, want) {
 		t.Fatalf("leased %d events, want %d in order", len(got), len(want))
 	}
+	first := filepath.Join(queue.LogDir(path), fmt.Sprintf("%020d.wal", 1))
+	if _, err := os.Stat(first); err != nil {
+		t.Fatalf("before any dedup flush the log released its first segment (%v): it dropped records whose keys are only in memory", err)
+	}
 	files, _ := filepath.Glob(filepath.Join(queue.LogDir(path), "*.wal"))
+	if err := q.FlushDedup(ctx); err != nil {
+		t.Fatal(err)
+	}
+	before := len(files)
+	files, _ = filepath.Glob(filepath.Join(queue.LogDir(path), "*.wal"))
 	if len(files) > 5 {
-		t.Fatalf("%d log files after 400 events applied: released segments are not recycled", len(files))
+		t.Fatalf("%d log files (%d before the flush) after 400 events applied and their keys flushed: released segments are not recycled", len(files), before)
 	}
 	q.Close()
 	db.Close()
@@ -265,8 +276,10 @@ func TestLogSegmentsRollOverAndAreRecycled(t *testing.T) {
 
 // TestCrashLosesNothingAcknowledged kills a process enqueueing from many goroutines with SIGKILL,
 // three times over the same files. The child prints each event ID once its Enqueue has returned 1;
-// after every kill, each printed ID must be in the queue exactly once. Each round re-enqueues the
-// IDs of the rounds before, so an ID printed twice would be dedup failing across a crash.
+// after every kill, each printed ID must be in the queue exactly once, and enqueueing any of them
+// again must be refused. Each round re-enqueues the IDs of the rounds before, so an ID printed twice
+// would be dedup failing across a crash. The child flushes its dedup keys every few hundred, so the
+// kills also land in flushes, and keys are found in the log, in memory and in the index.
 func TestCrashLosesNothingAcknowledged(t *testing.T) {
 	if dir := os.Getenv("CAPI_QUEUE_CRASH_DIR"); dir != "" {
 		crashChild(dir)
@@ -332,6 +345,15 @@ func TestCrashLosesNothingAcknowledged(t *testing.T) {
 			stored[id]++
 		}
 		st, _ := q.Stats(context.Background())
+		ids := make([]event.Event, 0, len(acked))
+		for id := range acked {
+			ids = append(ids, queuetest.Event(id))
+		}
+		for chunk := range slices.Chunk(ids, 1000) {
+			if n, err := q.Enqueue(context.Background(), "meta", chunk...); err != nil || n != 0 {
+				t.Fatalf("round %d: re-enqueueing %d acknowledged IDs after the kill stored %d (%v): dedup lost keys in the crash", round, len(chunk), n, err)
+			}
+		}
 		q.Close()
 		db.Close()
 		for id, n := range acked {
@@ -362,7 +384,7 @@ func crashChild(dir string) {
 		os.Exit(2)
 	}
 	// Small segments, so the kill also lands in rollovers and recycling.
-	q, err := queue.OpenBolt(db, queue.Options{LogSegmentSize: 256 << 10})
+	q, err := queue.OpenBolt(db, queue.Options{LogSegmentSize: 256 << 10, DedupFlushKeys: 300})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)

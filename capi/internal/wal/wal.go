@@ -48,6 +48,11 @@ type Options struct {
 	// its appenders are answered, with the LSN of the first record and the payloads in LSN order.
 	// It must not block for long and must not keep the payload slices past the appenders' use.
 	Durable func(first uint64, payloads [][]byte)
+	// Issued is the highest LSN the owner knows was issued, when that may be above the checkpoint
+	// given to Open: an owner that keeps records it has applied, because it still needs them for
+	// something else, opens the log at its older checkpoint. A log that ends below Issued (its
+	// directory was replaced) goes on after Issued, so that no LSN is issued twice.
+	Issued uint64
 }
 
 // Log is an open write-ahead log. Its methods are safe for concurrent use.
@@ -55,6 +60,7 @@ type Log struct {
 	dir       string
 	segSize   int64
 	durable   func(uint64, [][]byte)
+	issued    uint64
 	appends   chan *appendReq
 	done      chan struct{}
 	lastLSN   atomic.Uint64 // the highest LSN on disk
@@ -105,6 +111,7 @@ func Open(dir string, after uint64, replay func(lsn uint64, payload []byte) erro
 		dir:       dir,
 		segSize:   opts.SegmentSize,
 		durable:   opts.Durable,
+		issued:    opts.Issued,
 		appends:   make(chan *appendReq, 1024),
 		done:      make(chan struct{}),
 		spareKick: make(chan struct{}, 1),
@@ -168,8 +175,10 @@ func (l *Log) recover(after uint64, replay func(uint64, []byte) error) error {
 	if err := l.release(after); err != nil {
 		return err
 	}
+	floor := max(after, l.issued)
 	if len(l.segments) == 0 {
-		return l.startSegment(after + 1)
+		l.lastLSN.Store(floor)
+		return l.startSegment(floor + 1)
 	}
 	if first := l.segments[0]; first > after+1 {
 		return fmt.Errorf("wal: %s starts at record %d but the owner has applied only up to %d: records %d to %d are missing; "+
@@ -218,13 +227,13 @@ func (l *Log) recover(after uint64, replay func(uint64, []byte) error) error {
 		}
 	}
 	l.lastLSN.Store(l.nextLSN - 1)
-	if l.nextLSN <= after {
+	if l.nextLSN <= floor {
 		// The owner applied records this log no longer holds (its directory was replaced): go on
 		// after them, in a segment of their own so the numbering stays contiguous per segment.
 		l.cur.Close()
 		l.cur = nil
-		l.lastLSN.Store(after)
-		return l.startSegment(after + 1)
+		l.lastLSN.Store(floor)
+		return l.startSegment(floor + 1)
 	}
 	return nil
 }

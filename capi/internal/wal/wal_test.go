@@ -362,6 +362,40 @@ func TestOwnerAheadOfTheLogContinuesAfterItsCheckpoint(t *testing.T) {
 	}
 }
 
+// TestIssuedLSNsAreNotReusedBelowAnOlderCheckpoint: an owner that opens the log at an older
+// checkpoint (it keeps applied records for another use) but has applied up to Issued must never
+// see an LSN at or below Issued again, even when the log directory was replaced.
+func TestIssuedLSNsAreNotReusedBelowAnOlderCheckpoint(t *testing.T) {
+	tests := []struct {
+		name   string
+		before []string // appended before the reopen, from LSN 1
+	}{
+		{"empty directory", nil},
+		{"log ending between the checkpoint and Issued", []string{"a", "b", "c"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			if tt.before != nil {
+				l, _ := open(t, dir, 0, Options{})
+				appendAll(t, l, tt.before...)
+				l.Close()
+			}
+			l, r := open(t, dir, 1, Options{Issued: 9})
+			if want := max(0, len(tt.before)-1); len(r.lsns) != want {
+				t.Fatalf("replayed %v, want the %d records above the checkpoint", r.lsns, want)
+			}
+			if got := l.LastLSN(); got != 9 {
+				t.Fatalf("LastLSN = %d, want Issued (9)", got)
+			}
+			if lsn := appendAll(t, l, "d")[0]; lsn != 10 {
+				t.Fatalf("next LSN %d, want 10", lsn)
+			}
+			l.Close()
+		})
+	}
+}
+
 func TestAppendRefusesOversizedRecordsAndWorkAfterClose(t *testing.T) {
 	l, _ := open(t, t.TempDir(), 0, Options{SegmentSize: 1024})
 	if _, err := l.Append(make([]byte, 300)); err == nil {

@@ -1,0 +1,147 @@
+package queue_test
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"go.etcd.io/bbolt"
+
+	"github.com/caddy-capi/caddy-capi/capi/queue"
+	"github.com/caddy-capi/caddy-capi/capi/queue/queuetest"
+)
+
+// indexed counts the entries of the on-disk dedup index.
+func indexed(t *testing.T, db *bbolt.DB) int {
+	t.Helper()
+	n := 0
+	err := db.View(func(tx *bbolt.Tx) error {
+		if b := tx.Bucket([]byte("queue.dedup")); b != nil {
+			n = b.Stats().KeyN
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func enqueueEach(t *testing.T, q *queue.Bolt, ids ...string) int {
+	t.Helper()
+	added := 0
+	for _, id := range ids {
+		n, err := q.Enqueue(context.Background(), "meta", queuetest.Event(id))
+		if err != nil {
+			t.Fatalf("Enqueue %s: %v", id, err)
+		}
+		added += n
+	}
+	return added
+}
+
+func idRange(prefix string, from, to int) []string {
+	ids := make([]string, 0, to-from)
+	for i := from; i < to; i++ {
+		ids = append(ids, fmt.Sprintf("%s-%04d", prefix, i))
+	}
+	return ids
+}
+
+// TestDedupHoldsAcrossRestartWithKeysAppliedButNotFlushed: events applied to bbolt whose dedup keys
+// were only in memory when the process died are still refused after the restart (the log kept
+// them), and a clean Close writes them to the index and lets the log go.
+func TestDedupHoldsAcrossRestartWithKeysAppliedButNotFlushed(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "capi.db")
+	ctx := context.Background()
+	q, db, err := openAt(t, path, queue.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := enqueueEach(t, q, "a", "b"); n != 2 {
+		t.Fatalf("stored %d of a, b", n)
+	}
+	if err := q.WaitApplied(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := indexed(t, db); n != 0 {
+		t.Fatalf("the index holds %d keys before any flush: keys are not written lazily", n)
+	}
+	q.Abandon()
+	db.Close()
+
+	q, db, err = openAt(t, path, queue.Options{})
+	if err != nil {
+		t.Fatalf("reopen: %v", err)
+	}
+	if n := enqueueEach(t, q, "a", "b", "c"); n != 1 {
+		t.Fatalf("after a crash with a and b applied but not flushed, Enqueue a, b, c stored %d, want only c", n)
+	}
+	if got := leaseAll(t, q, "meta"); len(got) != 3 {
+		t.Fatalf("leased %v, want a, b, c once each", got)
+	}
+	if err := q.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if n := indexed(t, db); n != 3 {
+		t.Fatalf("after Close the index holds %d keys, want 3: Close did not flush", n)
+	}
+	db.Close()
+
+	// Flushed, the keys hold from the index alone: the log has nothing left to replay.
+	q, db, err = openAt(t, path, queue.Options{})
+	if err != nil {
+		t.Fatalf("second reopen: %v", err)
+	}
+	defer db.Close()
+	defer q.Close()
+	if n := enqueueEach(t, q, "a", "b", "c"); n != 0 {
+		t.Fatalf("after a clean Close, Enqueue a, b, c stored %d again", n)
+	}
+}
+
+// TestDedupFlushesWhenTheSetPassesItsBound: below the bound (and before the interval) keys stay
+// in memory; once the applied keys pass it they are flushed without Close, and the log segments
+// that held them are released.
+func TestDedupFlushesWhenTheSetPassesItsBound(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "capi.db")
+	ctx := context.Background()
+	const bound = 100
+	opts := queue.Options{DedupFlushKeys: bound, DedupFlushInterval: time.Hour, LogSegmentSize: 16 << 10}
+	q, db, err := openAt(t, path, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	defer q.Close()
+	enqueueEach(t, q, idRange("ev", 0, bound/2)...)
+	if err := q.WaitApplied(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := indexed(t, db); n != 0 {
+		t.Fatalf("the index holds %d keys with %d applied, below the bound of %d", n, bound/2, bound)
+	}
+	enqueueEach(t, q, idRange("ev", bound/2, 3*bound)...)
+	if err := q.WaitApplied(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// The flush runs in the background once the applier passes the bound.
+	deadline := time.Now().Add(10 * time.Second)
+	for indexed(t, db) < 2*bound && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := indexed(t, db); n < 2*bound {
+		t.Fatalf("the index holds %d of %d applied keys with a bound of %d: the bound does not flush", n, 3*bound, bound)
+	}
+	// About 16 events a segment: 300 events are ~19 segments, of which only those holding keys
+	// not yet flushed (fewer than the bound) may stay.
+	files, _ := filepath.Glob(filepath.Join(queue.LogDir(path), "0*.wal"))
+	if len(files) > bound/16+3 {
+		t.Fatalf("%d log segments kept with at most %d keys unflushed", len(files), bound)
+	}
+	if n := enqueueEach(t, q, idRange("ev", 0, 3*bound)...); n != 0 {
+		t.Fatalf("re-enqueueing every flushed and unflushed key stored %d", n)
+	}
+}
