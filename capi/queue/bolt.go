@@ -257,6 +257,14 @@ func OpenBolt(db *bbolt.DB, opts Options) (*Bolt, error) {
 // replayChunk is how many replayed log records share one bbolt transaction at open.
 const replayChunk = 4096
 
+// logSpares is how many released log segments are kept for reuse. A dedup flush releases every
+// segment written since the one before at once (at 20,000 events a second of ~1 KiB, about a dozen
+// of 16 MiB every 10 s); recycling them, instead of deleting them and zero-filling as many new
+// ones, keeps that disk work away from the log's fdatasync (p99 at 20,000/s over a flush: 9–14 ms
+// with recycling, 18–60 ms without). Spares take disk the log used at its peak anyway: at most
+// 256 MiB with the default segment size.
+const logSpares = 16
+
 // openLog opens the write-ahead log at the dedup checkpoint, puts the keys of every record above it
 // back into the unflushed set and applies the records beyond q.applied, in transactions of
 // replayChunk records, before the queue takes calls.
@@ -299,7 +307,7 @@ func (q *Bolt) openLog(segmentSize int64) error {
 		return nil
 	}
 	after := min(q.applied, q.flushed)
-	l, err := wal.Open(dir, after, replay, wal.Options{SegmentSize: segmentSize, Durable: q.logged, Issued: q.applied})
+	l, err := wal.Open(dir, after, replay, wal.Options{SegmentSize: segmentSize, Durable: q.logged, Issued: q.applied, Spares: logSpares})
 	if err == nil {
 		if err = flush(); err != nil {
 			l.Close()

@@ -55,9 +55,11 @@ const dedupFlushChunk = 16_384
 
 // maxUnflushedFactor bounds the set at that many times DedupFlushKeys while flushes fail or fall
 // behind: past it the applier waits for a flush, unapplied records pile up to maxUnapplied, and
-// Enqueue waits, so a failing disk shows as latency, not memory. Memory for keys is then at most
-// about (2+1) × 200,000 keys × ~80 bytes (a map doubled past its bound, plus the one being
-// flushed and its sorted copy): under 48 MiB; normally about 20 MiB at the peak of a flush.
+// Enqueue waits, so a failing disk shows as latency, not memory. With the default bound, memory
+// for keys is then at most about 42 MiB: 16 MiB for the set (a map doubled past 229,376 keys), as
+// much for a set of that size being flushed, and 10 MiB for its sorted copy. Normally, at the peak
+// of a flush, it is about 21 MiB: 8 MiB for the set being flushed, 5 MiB for its sorted copy and
+// the new set filling meanwhile.
 const maxUnflushedFactor = 2
 
 // dedupEntry is one key of a flush.

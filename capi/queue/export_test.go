@@ -2,6 +2,9 @@ package queue
 
 import "context"
 
+// LogSpares is how many released log segments the queue keeps for reuse.
+const LogSpares = logSpares
+
 // Commits reports how many write transactions the queue committed, so the benchmarks can show how
 // many events share one fsync.
 func (q *Bolt) Commits() uint64 { return q.committer.Commits() }

@@ -36,8 +36,9 @@ var ErrClosed = errors.New("wal: closed")
 // log, its first segment and one spare, takes 32 MiB of disk.
 const DefaultSegmentSize = 16 << 20
 
-// maxSpares is how many released segments are kept for reuse instead of deleted.
-const maxSpares = 2
+// defaultSpares is how many released segments are kept for reuse instead of deleted when
+// Options.Spares is not set.
+const defaultSpares = 2
 
 // Options tune a Log. The zero value is ready to use.
 type Options struct {
@@ -48,6 +49,11 @@ type Options struct {
 	// its appenders are answered, with the LSN of the first record and the payloads in LSN order.
 	// It must not block for long and must not keep the payload slices past the appenders' use.
 	Durable func(first uint64, payloads [][]byte)
+	// Spares is how many released segments are kept for reuse instead of deleted. An owner that
+	// releases many segments at once and then appends as many again keeps as many: a new segment
+	// is otherwise zero-filled and a released one deleted, both on the disk the appends fdatasync
+	// to. Default: 2.
+	Spares int
 	// Issued is the highest LSN the owner knows was issued, when that may be above the checkpoint
 	// given to Open: an owner that keeps records it has applied, because it still needs them for
 	// something else, opens the log at its older checkpoint. A log that ends below Issued (its
@@ -61,6 +67,7 @@ type Log struct {
 	segSize   int64
 	durable   func(uint64, [][]byte)
 	issued    uint64
+	maxSpares int
 	appends   chan *appendReq
 	done      chan struct{}
 	lastLSN   atomic.Uint64 // the highest LSN on disk
@@ -98,6 +105,9 @@ func Open(dir string, after uint64, replay func(lsn uint64, payload []byte) erro
 	if opts.SegmentSize <= 0 {
 		opts.SegmentSize = DefaultSegmentSize
 	}
+	if opts.Spares <= 0 {
+		opts.Spares = defaultSpares
+	}
 	opts.SegmentSize = (opts.SegmentSize + align - 1) &^ (align - 1)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("wal: create %s: %w", dir, err)
@@ -112,6 +122,7 @@ func Open(dir string, after uint64, replay func(lsn uint64, payload []byte) erro
 		segSize:   opts.SegmentSize,
 		durable:   opts.Durable,
 		issued:    opts.Issued,
+		maxSpares: opts.Spares,
 		appends:   make(chan *appendReq, 1024),
 		done:      make(chan struct{}),
 		spareKick: make(chan struct{}, 1),
@@ -509,7 +520,7 @@ func (l *Log) release(lsn uint64) error {
 	for _, first := range l.segments[:n] {
 		path := l.segmentPath(first)
 		var err error
-		if len(l.spares) < maxSpares {
+		if len(l.spares) < l.maxSpares {
 			l.spareSeq++
 			spare := filepath.Join(l.dir, fmt.Sprintf("spare-%d.wal", l.spareSeq))
 			if err = os.Rename(path, spare); err == nil {

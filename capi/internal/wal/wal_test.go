@@ -300,8 +300,8 @@ func TestSegmentsRollOverAndReleasedOnesAreRecycled(t *testing.T) {
 		t.Fatalf("after Release(20) segments are %v", segs)
 	}
 	spares, _ := filepath.Glob(filepath.Join(dir, "spare-*.wal"))
-	if len(spares) == 0 || len(spares) > maxSpares+1 {
-		t.Fatalf("%d spares kept, want 1..%d", len(spares), maxSpares+1)
+	if len(spares) == 0 || len(spares) > defaultSpares+1 {
+		t.Fatalf("%d spares kept, want 1..%d", len(spares), defaultSpares+1)
 	}
 	// Recycled segments still hold old records; they must read as the end of the log.
 	more := names(20, strings.Repeat("z", 90))
@@ -324,8 +324,34 @@ func TestSegmentsRollOverAndReleasedOnesAreRecycled(t *testing.T) {
 	if segs := segmentFiles(t, dir); len(segs) != 1 {
 		t.Fatalf("after releasing everything %d segments remain, want the one written", len(segs))
 	}
-	if spares, _ := filepath.Glob(filepath.Join(dir, "spare-*.wal")); len(spares) > maxSpares+1 {
-		t.Fatalf("%d spares kept, want at most %d", len(spares), maxSpares+1)
+	if spares, _ := filepath.Glob(filepath.Join(dir, "spare-*.wal")); len(spares) > defaultSpares+1 {
+		t.Fatalf("%d spares kept, want at most %d", len(spares), defaultSpares+1)
+	}
+}
+
+func TestReleasedSegmentsAreKeptUpToSpares(t *testing.T) {
+	tests := []struct {
+		name     string
+		spares   int
+		min, max int
+	}{
+		{"default", 0, 1, defaultSpares + 1},
+		{"eight", 8, 4, 8 + 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			l, _ := open(t, dir, 0, Options{SegmentSize: 1024, Spares: tt.spares})
+			appendAll(t, l, names(48, strings.Repeat("y", 90))...) // 8 per segment: 6 segments
+			// Records 1..40 fill the first five segments: all five are released.
+			if err := l.Release(40); err != nil {
+				t.Fatal(err)
+			}
+			spares, _ := filepath.Glob(filepath.Join(dir, "spare-*.wal"))
+			if len(spares) < tt.min || len(spares) > tt.max {
+				t.Fatalf("%d spares kept after releasing 5 segments, want %d..%d", len(spares), tt.min, tt.max)
+			}
+		})
 	}
 }
 
