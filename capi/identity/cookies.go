@@ -142,26 +142,16 @@ func Resolve(r *http.Request, opt Options) Result {
 			SameSite: http.SameSiteLaxMode,
 		})
 	}
+	// The request's identity cookies, read in one pass over its Cookie lines.
+	jar := readIdentityCookies(r.Header)
 	// existing returns the first valid value of the named cookie, counting a refusal when the
 	// cookie is present but no value is valid.
-	existing := func(name string, valid func(string) bool) string {
-		present := false
-		v := ""
-		eachCookie(r.Header, func(n, value string) bool {
-			if n != name {
-				return true
-			}
-			if valid(value) {
-				v = value
-				return false
-			}
-			present = true
-			return true
-		})
-		if v == "" && present {
+	existing := func(name string) string {
+		c := jar[identityCookieIndex(name)]
+		if c.value == "" && c.refused {
 			res.RefusedCookies++
 		}
-		return v
+		return c.value
 	}
 	enabled := func(p string) bool { return opt.Platforms == nil || slices.Contains(opt.Platforms, p) }
 
@@ -173,7 +163,7 @@ func Resolve(r *http.Request, opt Options) Result {
 		}
 	}
 
-	old := existing(CookieVisitorID, ValidVisitorID)
+	old := existing(CookieVisitorID)
 	if old != "" {
 		res.VisitorID = old
 	} else if v, err := randomString(rnd, visitorIDLength, lowerAlnum); err == nil {
@@ -182,7 +172,7 @@ func Resolve(r *http.Request, opt Options) Result {
 	keep(CookieVisitorID, res.VisitorID, old, VisitorIDMaxAge, true)
 
 	if enabled(platform.Meta) {
-		res.FBC = existing(CookieFBC, ValidFBC)
+		res.FBC = existing(CookieFBC)
 		old := res.FBC
 		if id := res.Clicks.FBCLID; id != "" && id != FBCLIDOf(res.FBC) && framable(id) {
 			res.FBC = "fb." + strconv.Itoa(index) + "." + strconv.FormatInt(t.UnixMilli(), 10) + "." + id
@@ -191,7 +181,7 @@ func Resolve(r *http.Request, opt Options) Result {
 			res.Known.FBCLID = FBCLIDOf(res.FBC)
 		}
 		keep(CookieFBC, res.FBC, old, ClickMaxAge, false)
-		res.FBP = existing(CookieFBP, ValidFBP)
+		res.FBP = existing(CookieFBP)
 		old = res.FBP
 		if res.FBP == "" {
 			if n, err := fbpRandom(rnd); err == nil {
@@ -202,7 +192,7 @@ func Resolve(r *http.Request, opt Options) Result {
 	}
 
 	if enabled(platform.TikTok) {
-		res.TTP = existing(CookieTTP, ValidTTP)
+		res.TTP = existing(CookieTTP)
 		old := res.TTP
 		if res.TTP == "" {
 			if v, err := randomString(rnd, ttpLength, alnum); err == nil {
@@ -210,7 +200,7 @@ func Resolve(r *http.Request, opt Options) Result {
 			}
 		}
 		keep(CookieTTP, res.TTP, old, TTPMaxAge, false)
-		res.TTCLID = existing(CookieTTCLID, ValidClickID)
+		res.TTCLID = existing(CookieTTCLID)
 		old = res.TTCLID
 		if id := res.Clicks.TTCLID; id != "" {
 			res.TTCLID = id // the latest click wins
@@ -223,7 +213,7 @@ func Resolve(r *http.Request, opt Options) Result {
 
 	if enabled(platform.Google) {
 		google := func(name, clickID string, known *string) string {
-			v := existing(name, ValidGCL)
+			v := existing(name)
 			old := v
 			if clickID != "" && clickID != ClickIDOfGCL(v) && framable(clickID) {
 				// The timestamp's unit is unconfirmed (spec/tiktok-google.md B4); readers only use
@@ -241,6 +231,56 @@ func Resolve(r *http.Request, opt Options) Result {
 		res.GCLWB = google(CookieGCLWB, res.Clicks.WBRAID, &res.Known.WBRAID)
 	}
 	return res
+}
+
+// identityCookies are the cookies Resolve reads, each with the check its value must pass.
+var identityCookies = [...]struct {
+	name  string
+	valid func(string) bool
+}{
+	{CookieVisitorID, ValidVisitorID},
+	{CookieFBC, ValidFBC},
+	{CookieFBP, ValidFBP},
+	{CookieTTP, ValidTTP},
+	{CookieTTCLID, ValidClickID},
+	{CookieGCLAW, ValidGCL},
+	{CookieGCLGB, ValidGCL},
+	{CookieGCLWB, ValidGCL},
+}
+
+// identityJar holds, per entry of identityCookies, the first valid value the request carried, and
+// whether a value was refused.
+type identityJar [len(identityCookies)]struct {
+	value   string
+	refused bool
+}
+
+// readIdentityCookies reads the identity cookies of h in one pass.
+func readIdentityCookies(h http.Header) identityJar {
+	var jar identityJar
+	eachCookie(h, func(name, value string) bool {
+		i := identityCookieIndex(name)
+		if i < 0 || jar[i].value != "" {
+			return true
+		}
+		if identityCookies[i].valid(value) {
+			jar[i].value = value
+		} else {
+			jar[i].refused = true
+		}
+		return true
+	})
+	return jar
+}
+
+// identityCookieIndex returns the position of name in identityCookies, or -1.
+func identityCookieIndex(name string) int {
+	for i, c := range identityCookies {
+		if c.name == name {
+			return i
+		}
+	}
+	return -1
 }
 
 // eachCookie calls fn with the name and value of each cookie in h's Cookie lines, in order, until

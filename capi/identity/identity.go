@@ -20,7 +20,6 @@ import (
 	"net/url"
 	"strings"
 	"sync"
-	"sync/atomic"
 
 	"golang.org/x/net/publicsuffix"
 )
@@ -104,28 +103,35 @@ func ClickIDsFromQuery(q url.Values) (ids ClickIDs, rejected int) {
 // otherwise it is ignored, because a browser rejects a cookie whose Domain does not domain-match the
 // host (one Caddy site may answer for several hosts). A public suffix is never accepted as override.
 func CookieDomain(host, override string) (domain string, subdomainIndex int) {
-	key := host + "\x00" + override
-	if v, ok := domainCache.Load(key); ok {
-		d := v.(cookieDomain)
+	key := domainKey{host, override}
+	domainCache.RLock()
+	d, ok := domainCache.m[key]
+	domainCache.RUnlock()
+	if ok {
 		return d.domain, d.index
 	}
 	domain, subdomainIndex = lookupCookieDomain(host, override)
 	// A site answers for a handful of hosts; the Host header is the client's to choose, so the
 	// cache stops growing at its bound and later hosts are looked up each time.
-	if domainCacheSize.Add(1) <= maxDomainCache {
-		domainCache.Store(key, cookieDomain{domain, subdomainIndex})
+	domainCache.Lock()
+	if len(domainCache.m) < maxDomainCache {
+		domainCache.m[key] = cookieDomain{domain, subdomainIndex}
 	}
+	domainCache.Unlock()
 	return domain, subdomainIndex
 }
 
 // domainCache memoizes CookieDomain, which runs on every page: a public suffix search, address
-// parsing and cookie validation that always give the same answer for the same host.
-var (
-	domainCache     sync.Map // host + "\x00" + override → cookieDomain
-	domainCacheSize atomic.Int64
-)
+// parsing and cookie validation that always give the same answer for the same host. A map keyed by
+// a struct of strings is read without allocating, which a sync.Map's interface keys would not be.
+var domainCache = struct {
+	sync.RWMutex
+	m map[domainKey]cookieDomain
+}{m: make(map[domainKey]cookieDomain)}
 
 const maxDomainCache = 1024
+
+type domainKey struct{ host, override string }
 
 type cookieDomain struct {
 	domain string
