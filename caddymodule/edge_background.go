@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -87,8 +88,10 @@ type visitorWrite struct {
 type backgroundWriter struct {
 	jobs   chan backgroundJob
 	recent *recentVisits
-	logger *zap.Logger
-	done   chan struct{}
+	// accepted counts the jobs handed to the writer: what a page that skips it does not add to.
+	accepted atomic.Uint64
+	logger   *zap.Logger
+	done     chan struct{}
 
 	mu      sync.RWMutex
 	stopped bool
@@ -131,6 +134,7 @@ func (w *backgroundWriter) enqueue(j backgroundJob) bool {
 	if !w.stopped {
 		select {
 		case w.jobs <- j:
+			w.accepted.Add(1)
 			return true
 		default:
 		}

@@ -207,3 +207,54 @@ func TestBackgroundWriterGroupsVisitorWrites(t *testing.T) {
 		})
 	}
 }
+
+// TestBackgroundWriterLingersOnlyWhenBusy: after a large group the writer waits for more jobs, so
+// two visitor writes submitted a few milliseconds apart share one transaction; an idle writer
+// commits a lone job at once.
+func TestBackgroundWriterLingersOnlyWhenBusy(t *testing.T) {
+	counted := &batchCounter{Bolt: openTestVisitors(t)}
+	w := newBackgroundWriter()
+	t.Cleanup(func() { w.Destruct() })
+	write := func(id string) chan struct{} {
+		done := make(chan struct{})
+		w.submitVisitor(func(context.Context) (visitorWrite, error) {
+			return visitorWrite{visitors: counted, change: store.Change{ID: id, Fn: func(*store.Visitor) error { return nil }},
+				written: func() { close(done) }}, nil
+		})
+		return done
+	}
+	waitAll := func(chs ...chan struct{}) {
+		for _, c := range chs {
+			select {
+			case <-c:
+			case <-time.After(10 * time.Second):
+				t.Fatal("a visitor write never completed")
+			}
+		}
+	}
+
+	// Idle: a lone write is committed without waiting out the linger.
+	start := time.Now()
+	waitAll(write("idle"))
+	if d := time.Since(start); d >= backgroundLinger {
+		t.Errorf("an idle writer took %v for a lone job; want no lingering", d)
+	}
+
+	// Busy: a held writer gathers a large group, and the group after it lingers.
+	release := make(chan struct{})
+	w.submit("test", func(context.Context) error { <-release; return nil })
+	var burst []chan struct{}
+	for i := range backgroundBusy {
+		burst = append(burst, write(fmt.Sprint("burst-", i)))
+	}
+	close(release)
+	waitAll(burst...)
+	batches := counted.batches.Load()
+	a := write("a")
+	time.Sleep(backgroundLinger / 5)
+	b := write("b")
+	waitAll(a, b)
+	if n := counted.batches.Load() - batches; n != 1 {
+		t.Errorf("two writes %v apart after a burst took %d transactions; want them lingered into one", backgroundLinger/5, n)
+	}
+}

@@ -29,7 +29,11 @@ func TestEdgeSkipsTheWriterForAnUnchangedReturningVisitor(t *testing.T) {
 	if e, ok := recent.cache.Get(vid); !ok || !recent.unchanged(vid, e.fingerprint, clock) {
 		t.Fatalf("the visitor's recorded signals were not remembered after the first page: %+v, %v", e, ok)
 	}
+	jobs := s.h.edge.writer.accepted.Load()
 	s.page("https://shop.example.com/product")
+	if n := s.h.edge.writer.accepted.Load() - jobs; n != 0 {
+		t.Fatalf("an unchanged returning visit handed %d jobs to the background writer; want none", n)
+	}
 	if got := s.visitor(vid); !got.Updated.Equal(first.Updated) || got.LastPageURL != first.LastPageURL {
 		t.Fatalf("an unchanged visit within %s rewrote the record", pageURLRefresh)
 	}
@@ -62,5 +66,38 @@ func TestVisitFingerprintSeparatesFields(t *testing.T) {
 	c.consent.LimitedDataUse = true
 	if visitFingerprint(a) == visitFingerprint(&c) {
 		t.Fatal("consent is not part of the fingerprint")
+	}
+}
+
+// TestVisitFingerprintCoversWhatVisitChangesCompares: every signal visitChanges writes a record
+// for changes the fingerprint, so the recent-visit shortcut never skips a real change.
+func TestVisitFingerprintCoversWhatVisitChangesCompares(t *testing.T) {
+	base := visit{}
+	base.id.VisitorID = "abcdefghijklmnopqrstuvwx"
+	base.req.IP, base.req.UserAgent, base.req.AcceptLanguage = "203.0.113.1", "Mozilla/5.0", "en-US"
+	for name, change := range map[string]func(v *visit){
+		"fbclid":          func(v *visit) { v.id.Known.FBCLID = "IwAR2" },
+		"gclid":           func(v *visit) { v.id.Known.GCLID = "Cj0b" },
+		"gbraid":          func(v *visit) { v.id.Known.GBRAID = "0AAb" },
+		"wbraid":          func(v *visit) { v.id.Known.WBRAID = "Cl0b" },
+		"ttclid":          func(v *visit) { v.id.Known.TTCLID = "E.C.P.b" },
+		"_fbc":            func(v *visit) { v.id.FBC = "fb.1.1.IwAR2" },
+		"_fbp":            func(v *visit) { v.id.FBP = "fb.1.1.2" },
+		"_ttp":            func(v *visit) { v.id.TTP = "ttp2" },
+		"ttclid cookie":   func(v *visit) { v.id.TTCLID = "E.C.P.c" },
+		"_gcl_aw":         func(v *visit) { v.id.GCLAW = "GCL.1.Cj0c" },
+		"_gcl_gb":         func(v *visit) { v.id.GCLGB = "GCL.1.0AAc" },
+		"_gcl_wb":         func(v *visit) { v.id.GCLWB = "GCL.1.Cl0c" },
+		"ip":              func(v *visit) { v.req.IP = "203.0.113.2" },
+		"user agent":      func(v *visit) { v.req.UserAgent = "Mozilla/5.1" },
+		"accept-language": func(v *visit) { v.req.AcceptLanguage = "de-DE" },
+		"cart":            func(v *visit) { v.cart = "c2" },
+		"ad user data":    func(v *visit) { v.consent.AdUserDataDenied = true },
+	} {
+		changed := base
+		change(&changed)
+		if visitFingerprint(&changed) == visitFingerprint(&base) {
+			t.Errorf("a new %s leaves the fingerprint unchanged", name)
+		}
 	}
 }
