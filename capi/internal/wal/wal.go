@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -383,6 +384,11 @@ func (l *Log) write(group []*appendReq) {
 	for _, req := range group {
 		req.done <- err
 	}
+	// The answered appenders are runnable on this goroutine's P; the next write's syscalls would
+	// keep them there until the runtime notices the P is blocked (or another P runs dry). Yielding
+	// first lets them run now. Measured at 20,000 appends/s through the queue: p50 880 → 700 µs and
+	// p99 8.4 → 5.4 ms (medians of four alternating runs, BenchmarkEnqueueOpenLoop).
+	runtime.Gosched()
 }
 
 // rollover closes the current segment and starts the next one at nextLSN.
