@@ -364,7 +364,8 @@ func (q *Bolt) Enqueue(ctx context.Context, platformName string, events ...event
 	}
 	now := q.now().UnixNano()
 	batch := loggedBatch{platform: platformName, enqueued: now}
-	for _, ev := range events {
+	for i := range events {
+		ev := &events[i]
 		key := dedupKey(platformName, ev.Name, ev.ID)
 		if exp, ok := q.dedup.Get(key); ok && exp > now {
 			continue
@@ -372,7 +373,7 @@ func (q *Bolt) Enqueue(ctx context.Context, platformName string, events ...event
 		if slices.ContainsFunc(batch.keys, func(k []byte) bool { return string(k) == key }) {
 			continue // twice in one call
 		}
-		data, err := json.Marshal(ev)
+		data, err := ev.AppendJSON(make([]byte, 0, 1024))
 		if err != nil {
 			return 0, fmt.Errorf("queue: enqueue %s event %s: %w", platformName, ev.ID, err)
 		}

@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"time"
 )
 
@@ -94,11 +93,12 @@ func fromUnixNano(n int64) time.Time {
 // stays small (its inserts land on random pages, so its size is what each commit writes). A
 // collision needs about 2^64 keys within one window.
 func dedupKey(platformName, name, id string) string {
-	h := sha256.New()
-	var n [binary.MaxVarintLen64]byte
-	for _, s := range []string{platformName, name, id} {
-		h.Write(n[:binary.PutUvarint(n[:], uint64(len(s)))])
-		io.WriteString(h, s)
+	var stack [256]byte // names and IDs are short: the triple is hashed without allocating
+	buf := stack[:0]
+	for _, s := range [...]string{platformName, name, id} {
+		buf = binary.AppendUvarint(buf, uint64(len(s)))
+		buf = append(buf, s...)
 	}
-	return string(h.Sum(nil)[:16])
+	sum := sha256.Sum256(buf)
+	return string(sum[:16])
 }
