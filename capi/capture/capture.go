@@ -131,6 +131,10 @@ const (
 	maxParts      = 1000     // multipart parts examined
 	maxPartValue  = 64 << 10 // bytes read from one non-file part; longer values are skipped
 	maxMultiValue = 5        // emails and phones kept
+	// maxJSONDepth bounds the nesting of objects and arrays walked. Checkout forms nest a few
+	// levels ({"billing":{"address":{…}}}); a deeper body is not a form, and without a bound every
+	// level would cost a copy of the key path and, under "name" and "value", a re-read of the rest.
+	maxJSONDepth = 16
 )
 
 // Extract recognizes customer fields in a form or JSON body. contentType is the request's
@@ -229,20 +233,36 @@ func textPart(ct string) bool {
 func (c *collector) json(body []byte) error {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.UseNumber()
-	if err := c.walk(dec, nil); err != nil {
+	if err := c.walk(dec, nil, 0); err != nil {
+		if errors.Is(err, errTooDeep) {
+			return fmt.Errorf("capture: json nested deeper than %d levels at byte %d: %w", maxJSONDepth, dec.InputOffset(), ErrMalformed)
+		}
 		return fmt.Errorf("capture: json at byte %d: %w", dec.InputOffset(), ErrMalformed)
 	}
 	return nil
 }
 
+var errTooDeep = errors.New("too deep")
+
 // walk reads one JSON value from the token stream, in document order so that "first posted wins"
 // holds, naming each leaf by its path of object keys ("billing", "first_name"); array indexes are
 // not names. Objects of the form {"name": …, "value": …}, as form builders post them, are read as
-// one field named by "name".
-func (c *collector) walk(dec *json.Decoder, path []string) error {
+// one field named by "name". depth counts the objects and arrays around the value; past
+// maxJSONDepth the walk stops with errTooDeep, keeping the fields recognized before.
+func (c *collector) walk(dec *json.Decoder, path []string, depth int) error {
 	tok, err := dec.Token()
 	if err != nil {
 		return err
+	}
+	return c.walkFrom(dec, tok, path, depth)
+}
+
+// walkFrom is walk for a value whose first token, tok, is already read.
+func (c *collector) walkFrom(dec *json.Decoder, tok json.Token, path []string, depth int) error {
+	if d, ok := tok.(json.Delim); ok && (d == '{' || d == '[') {
+		if depth++; depth > maxJSONDepth {
+			return errTooDeep
+		}
 	}
 	switch tok {
 	case json.Delim('{'):
@@ -256,12 +276,13 @@ func (c *collector) walk(dec *json.Decoder, path []string) error {
 			key, _ := k.(string)
 			keys++
 			if key == "name" || key == "value" {
-				// Peek at scalars under these keys without losing them as ordinary leaves.
-				var raw json.RawMessage
-				if err := dec.Decode(&raw); err != nil {
+				// A scalar under these keys is half of a pair; anything else is an ordinary
+				// value named by the key.
+				v, err := dec.Token()
+				if err != nil {
 					return err
 				}
-				if s, ok := rawScalar(raw); ok {
+				if s, ok := scalar(v); ok {
 					pairKeys++
 					if key == "name" {
 						pairName = s
@@ -270,12 +291,12 @@ func (c *collector) walk(dec *json.Decoder, path []string) error {
 					}
 					continue
 				}
-				if err := c.walkRaw(raw, append(path[:len(path):len(path)], key)); err != nil {
+				if err := c.walkFrom(dec, v, append(path[:len(path):len(path)], key), depth); err != nil {
 					return err
 				}
 				continue
 			}
-			if err := c.walk(dec, append(path[:len(path):len(path)], key)); err != nil {
+			if err := c.walk(dec, append(path[:len(path):len(path)], key), depth); err != nil {
 				return err
 			}
 		}
@@ -294,7 +315,7 @@ func (c *collector) walk(dec *json.Decoder, path []string) error {
 		}
 	case json.Delim('['):
 		for dec.More() {
-			if err := c.walk(dec, path); err != nil {
+			if err := c.walk(dec, path, depth); err != nil {
 				return err
 			}
 		}
@@ -307,23 +328,6 @@ func (c *collector) walk(dec *json.Decoder, path []string) error {
 		}
 	}
 	return nil
-}
-
-// walkRaw walks a value already read as raw JSON.
-func (c *collector) walkRaw(raw json.RawMessage, path []string) error {
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.UseNumber()
-	return c.walk(dec, path)
-}
-
-func rawScalar(raw json.RawMessage) (string, bool) {
-	var v any
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.UseNumber()
-	if dec.Decode(&v) != nil {
-		return "", false
-	}
-	return scalar(v)
 }
 
 func scalar(v any) (string, bool) {

@@ -9,8 +9,10 @@ import (
 	"mime/multipart"
 	"net/url"
 	"reflect"
+	"runtime"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestExtractURLEncoded(t *testing.T) {
@@ -206,6 +208,48 @@ func TestExtractErrors(t *testing.T) {
 				t.Errorf("error %q echoes body content", err)
 			}
 		})
+	}
+}
+
+// A body nested far deeper than any form, at the size a capture path accepts, is refused after
+// maxJSONDepth levels, cheaply: each level used to copy the key path and, under "name" or "value",
+// read the rest of the body again (1.7 GB of heap for 64 KB of {"a":{"a":…}}, 13 s of CPU for
+// {"name":{"name":…}}). The fields posted before the nesting are kept.
+func TestExtractRefusesHostileNestingCheaply(t *testing.T) {
+	for _, key := range []string{"a", "name", "value"} {
+		t.Run(key, func(t *testing.T) {
+			open := `{"` + key + `":`
+			levels := (64 << 10) / (len(open) + 1)
+			body := `{"email":"jane@example.com","x":` + strings.Repeat(open, levels) + "1" + strings.Repeat("}", levels+1)
+			var before, after runtime.MemStats
+			runtime.GC()
+			runtime.ReadMemStats(&before)
+			start := time.Now()
+			got, err := Extract("application/json", []byte(body), nil)
+			elapsed := time.Since(start)
+			runtime.ReadMemStats(&after)
+			if !errors.Is(err, ErrMalformed) || !strings.Contains(err.Error(), "nested deeper") {
+				t.Fatalf("err = %v, want a malformed body nested too deep", err)
+			}
+			if len(got.Customer.Emails) != 1 {
+				t.Errorf("emails %v: the field before the nesting is lost", got.Customer.Emails)
+			}
+			if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 4<<20 {
+				t.Errorf("allocated %d bytes for a %d-byte body", alloc, len(body))
+			}
+			if elapsed > time.Second {
+				t.Errorf("took %v", elapsed)
+			}
+		})
+	}
+	// Arrays nest too, without adding to the key path.
+	if _, err := Extract("application/json", []byte(strings.Repeat("[", 20000)+strings.Repeat("]", 20000)), nil); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("20,000 nested arrays: err = %v, want ErrMalformed", err)
+	}
+	// A real checkout's nesting is well inside the bound.
+	got, err := Extract("application/json", []byte(`{"order":{"customer":{"billing":{"address":{"zip":"83702","fields":[{"name":"email","value":"a@b.co"}]}}}}}`), nil)
+	if err != nil || got.Customer.Zip != "83702" || len(got.Customer.Emails) != 1 {
+		t.Fatalf("nested checkout: %+v, %v", got.Customer, err)
 	}
 }
 
