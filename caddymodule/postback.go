@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -228,7 +229,7 @@ func (h *Handler) handlePostback(w http.ResponseWriter, r *http.Request, site *p
 	if err != nil {
 		count("unavailable")
 		h.logger.Error("postback not recorded; answering 503 so that the source retries",
-			zap.String("source", name), zap.String("idempotency_key", n.IdempotencyKey), zap.Error(err))
+			zap.String("source", name), zap.String("idempotency_key", loggedKey(n.IdempotencyKey)), zap.Error(err))
 		return http.StatusServiceUnavailable, "not recorded; retry later"
 	}
 	count(outcome)
@@ -273,7 +274,7 @@ func (h *Handler) recordPostback(ctx context.Context, site *postbackSite, route 
 		return "", err
 	} else if seen {
 		h.logger.Info("postback is a duplicate of one already recorded", zap.String("source", name),
-			zap.String("idempotency_key", n.IdempotencyKey))
+			zap.String("idempotency_key", loggedKey(n.IdempotencyKey)))
 		return "duplicate", nil
 	}
 
@@ -283,7 +284,7 @@ func (h *Handler) recordPostback(ctx context.Context, site *postbackSite, route 
 			return "", err
 		}
 		h.logger.Info("postback recorded; not a conversion, nothing sent", zap.String("source", name),
-			zap.String("idempotency_key", n.IdempotencyKey), zap.Stringer("kind", n.Kind))
+			zap.String("idempotency_key", loggedKey(n.IdempotencyKey)), zap.Stringer("kind", n.Kind))
 		return "not_conversion", nil
 	}
 	if err != nil {
@@ -303,14 +304,14 @@ func (h *Handler) recordPostback(ctx context.Context, site *postbackSite, route 
 	case len(platforms) == 0 && e.Test:
 		outcome = "unrouted"
 		h.logger.Info("test postback recorded; no platform has a test event code, nothing sent",
-			zap.String("source", name), zap.String("idempotency_key", n.IdempotencyKey), zap.String("event_id", e.ID))
+			zap.String("source", name), zap.String("idempotency_key", loggedKey(n.IdempotencyKey)), zap.String("event_id", e.ID))
 		return outcome, nil
 	case len(platforms) == 0:
 		outcome = "unrouted"
 	}
 	h.logger.Info("postback recorded",
 		zap.String("source", name),
-		zap.String("idempotency_key", n.IdempotencyKey),
+		zap.String("idempotency_key", loggedKey(n.IdempotencyKey)),
 		zap.Stringer("kind", n.Kind),
 		zap.Bool("test", e.Test),
 		zap.String("event", e.Name),
@@ -380,4 +381,21 @@ func postbackRoutes(r *resolvedConfig) conversion.Routes {
 		}
 	}
 	return routes
+}
+
+// loggedKey is an idempotency key as logs show it. A generic postback keyed by its click ID
+// ("click/<id>/<status>") carries a visitor's identifier, often our own _capi_vid, which replayed
+// as a cookie would impersonate the visitor: logs keep its first 6 characters, as the store does
+// for visitor IDs. Keys made of order or transaction IDs are logged whole, so that an operator can
+// find the order.
+func loggedKey(key string) string {
+	rest, ok := strings.CutPrefix(key, "click/")
+	if !ok {
+		return key
+	}
+	id, status, _ := strings.Cut(rest, "/")
+	if len(id) > 6 {
+		id = id[:6] + "…"
+	}
+	return "click/" + id + "/" + status
 }

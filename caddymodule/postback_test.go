@@ -935,6 +935,8 @@ func TestPostbackLogsHoldNoTokenSecretOrPersonalData(t *testing.T) {
 		// The token in the query, as networks that cannot set headers send it, with the buyer's email.
 		httptest.NewRequest(http.MethodGet, "http://shop.example.com/pb/s2s?cid=abc&txid=L1&email="+url.QueryEscape(pbEmail)+"&token="+pbGenericToken, nil),
 		httptest.NewRequest(http.MethodGet, "http://shop.example.com/pb/s2s?cid=abc&txid=L2&token="+pbGenericToken+"x", nil),
+		// Keyed by its click ID, here our own visitor ID: replayed as a cookie it would be the visitor.
+		httptest.NewRequest(http.MethodGet, "http://shop.example.com/pb/s2s?cid="+pbVisitor+"&token="+pbGenericToken, nil),
 	}
 	for _, src := range pbSources() {
 		requests = append(requests, src.build(t, pbOrder{order: "4242", kind: "sale", tracking: pbVisitor}, false),
@@ -951,7 +953,7 @@ func TestPostbackLogsHoldNoTokenSecretOrPersonalData(t *testing.T) {
 		for k, v := range entry.ContextMap() {
 			line += " " + k + "=" + fmt.Sprint(v)
 		}
-		for _, secret := range []string{pbClickBankSecret, pbJVZooSecret, pbShopifySecret, pbWooSecret, pbStripeSecret, pbGenericToken, "uyer@example.com", "Jo Buyer"} {
+		for _, secret := range []string{pbClickBankSecret, pbJVZooSecret, pbShopifySecret, pbWooSecret, pbStripeSecret, pbGenericToken, "uyer@example.com", "Jo Buyer", pbVisitor} {
 			if strings.Contains(strings.ToLower(line), strings.ToLower(secret)) {
 				t.Errorf("a log entry holds %q: %s", secret, line)
 			}
