@@ -252,7 +252,7 @@ func hasClickID(rawQuery string) bool {
 // identify resolves the visitor's identity, adds the identity cookies to the response and sets the
 // capi placeholders. Rejected click IDs and refused cookies are counted, never logged.
 func (e *edge) identify(w http.ResponseWriter, r *http.Request, repl *caddy.Replacer, consent event.Consent) *visit {
-	secure := r.TLS != nil
+	secure := isHTTPS(r)
 	id := identity.Resolve(r, identity.Options{
 		CookieDomain: e.cookieDomain,
 		Secure:       secure,
@@ -312,10 +312,32 @@ func (e *edge) identify(w http.ResponseWriter, r *http.Request, repl *caddy.Repl
 // requestURL is the page's full URL as the browser addressed it.
 func requestURL(r *http.Request) string {
 	scheme := "http"
-	if r.TLS != nil {
+	if isHTTPS(r) {
 		scheme = "https"
 	}
 	return scheme + "://" + r.Host + r.URL.RequestURI()
+}
+
+// isHTTPS reports whether the browser reached the site over HTTPS: Caddy terminated TLS itself, or
+// a proxy in the server's trusted_proxies did and says so in X-Forwarded-Proto (its last value, as
+// Caddy's reverse_proxy reads it). The header from any other client is ignored, so a client cannot
+// make the cookies lose their Secure attribute, nor gain it on plain HTTP where browsers drop them.
+func isHTTPS(r *http.Request) bool {
+	if r.TLS != nil {
+		return true
+	}
+	if trusted, _ := caddyhttp.GetVar(r.Context(), caddyhttp.TrustedProxyVarKey).(bool); !trusted {
+		return false
+	}
+	values := r.Header.Values("X-Forwarded-Proto")
+	if len(values) == 0 {
+		return false
+	}
+	last := values[len(values)-1]
+	if i := strings.LastIndexByte(last, ','); i >= 0 {
+		last = last[i+1:]
+	}
+	return strings.EqualFold(strings.TrimSpace(last), "https")
 }
 
 // shopifyCartToken returns the cart token in the value of Shopify's `cart` cookie. Newer stores
