@@ -70,8 +70,10 @@ type edge struct {
 	captureLimit int64
 	collect      string
 	limiter      *visitorLimiter
-	links        map[string]string
-	postbacks    map[string]bool
+	// addressLimiter bounds collect posts per client IP, whatever cookie they carry.
+	addressLimiter *visitorLimiter
+	links          map[string]string
+	postbacks      map[string]bool
 	// collectNames are the names collect accepts; carriedNames those a _capi_evt cookie may carry.
 	collectNames map[string]bool
 	carriedNames map[string]bool
@@ -119,6 +121,7 @@ func newEdge(ctx caddy.Context, h *Handler, writer *backgroundWriter) (*edge, er
 	}
 	e.enqueue = e.storage.enqueueEdge
 	e.limiter = newVisitorLimiter(collectPerMinute, maxLimiterKeys, func() time.Time { return e.now() })
+	e.addressLimiter = newVisitorLimiter(collectPerAddressMinute, maxLimiterKeys, func() time.Time { return e.now() })
 	if p := cfg.platforms(); p != nil {
 		e.platforms = p
 	}
@@ -823,6 +826,10 @@ func (e *edge) serveCollect(w http.ResponseWriter, r *http.Request, v *visit) er
 	key := "v:" + v.id.VisitorID
 	if v.id.NewVisitor {
 		key = "ip:" + v.req.IP
+	}
+	if !e.addressLimiter.allow(v.req.IP) {
+		w.Header().Set("Retry-After", "60")
+		return collectError(http.StatusTooManyRequests, "rate_limited", fmt.Sprintf("too many events from this address; at most %d a minute", collectPerAddressMinute))
 	}
 	if !e.limiter.allow(key) {
 		w.Header().Set("Retry-After", "60")

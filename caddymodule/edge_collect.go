@@ -24,6 +24,11 @@ const (
 	// collectPerMinute is how many browser events one visitor may post a minute; a shop's pages
 	// fire a handful, a loop or a script fires thousands.
 	collectPerMinute = 30
+	// collectPerAddressMinute is how many browser events one client IP may post a minute, whatever
+	// visitor cookies it sends: a visitor cookie is the client's to choose, so without it a script
+	// rotating forged cookies would have no limit. It leaves room for an office or a mobile
+	// carrier's NAT with many shoppers behind one address.
+	collectPerAddressMinute = 20 * collectPerMinute
 	// maxLimiterKeys bounds the limiter's memory; past it, unknown keys are refused until idle
 	// buckets are pruned.
 	maxLimiterKeys = 100_000

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -705,6 +706,37 @@ func TestEdgeCollectRateLimitsAVisitor(t *testing.T) {
 	}
 	if limited != 5 {
 		t.Fatalf("%d posts limited, want the 5 beyond %d a minute", limited, collectPerMinute)
+	}
+}
+
+// A visitor cookie is the client's to choose: rotating forged ones must not lift the limit. Each
+// post below carries a new well-formed visitor ID from the same address.
+func TestEdgeCollectRateLimitsAnAddressWhateverItsCookies(t *testing.T) {
+	s := newTestSite(t, `{"collect":"/capi/collect"}`, nil)
+	clock := time.Now() // stopped, so that no token comes back during the test
+	s.h.edge.now = func() time.Time { return clock }
+	var limited int
+	for i := range collectPerAddressMinute + 7 {
+		s.jar["_capi_vid"] = fmt.Sprintf("forged%018d", i)
+		body := `{"name":"ViewContent","event_id":"` + strings.Repeat("b", 10) + itoa(i) + `"}`
+		res := s.do(http.MethodPost, "https://shop.example.com/capi/collect", strings.NewReader(body),
+			"Content-Type", "application/json", "Origin", "https://shop.example.com")
+		if res.err != nil {
+			t.Fatalf("post %d: %v", i, res.err)
+		}
+		switch res.Code {
+		case http.StatusTooManyRequests:
+			limited++
+			if !strings.Contains(res.Body.String(), "address") {
+				t.Fatalf("post %d: %s; want the address limit named", i, res.Body)
+			}
+		case http.StatusNoContent, http.StatusOK, http.StatusAccepted:
+		default:
+			t.Fatalf("post %d: status %d %s", i, res.Code, res.Body)
+		}
+	}
+	if limited != 7 {
+		t.Fatalf("%d posts limited, want the 7 beyond %d a minute from one address", limited, collectPerAddressMinute)
 	}
 }
 
