@@ -894,7 +894,11 @@ func (e *edge) serveLink(w http.ResponseWriter, r *http.Request, repl *caddy.Rep
 		return caddyhttp.Error(http.StatusInternalServerError, fmt.Errorf("capi link %s: the target is not an absolute http(s) URL after replacing placeholders", r.URL.Path))
 	}
 	if v != nil {
-		e.remember(v, false)
+		// The link is a page of this site that the visitor's browser addressed: recorded as the
+		// last page, so that a conversion joined to a visitor who arrived only through the link
+		// (the affiliate bridge: ad click, link, vendor's checkout, postback) goes out as a website
+		// event with it as the source URL (DESIGN §7) instead of system_generated.
+		e.remember(v, true)
 	}
 	h := w.Header()
 	h.Set("Location", u.String())

@@ -796,6 +796,10 @@ func TestEdgeLinkRedirectsWithPlaceholders(t *testing.T) {
 	if res.Header().Get("Cache-Control") != "no-store" || s.got != nil {
 		t.Error("the redirect was cacheable or went upstream")
 	}
+	// A visitor known only through the link has a page of the site to join a postback to.
+	if rec := s.visitor(vid.Value); rec.LastPageURL != "https://shop.example.com/go/offer?gclid=Cj0link" || rec.Clicks[store.ClickGCLID].Value != "Cj0link" {
+		t.Errorf("the link recorded page %q and gclid %q", rec.LastPageURL, rec.Clicks[store.ClickGCLID].Value)
+	}
 }
 
 func TestEdgeLeavesPostbackRoutesToTheirReceivers(t *testing.T) {
