@@ -740,6 +740,23 @@ func TestEdgeCollectRateLimitsAnAddressWhateverItsCookies(t *testing.T) {
 	}
 }
 
+// Without consent on an opt-in site, a post to the collect path is the handler's to refuse: the
+// upstream has no such path, and nothing is recorded.
+func TestEdgeCollectWithoutConsentIsRefusedHere(t *testing.T) {
+	s := newTestSite(t, `{"collect":"/capi/collect","consent":{"require":{"cookie":"cookie_consent","pattern":"^all$"}}}`, nil)
+	res := s.do(http.MethodPost, "https://shop.example.com/capi/collect", strings.NewReader(`{"name":"ViewContent","event_id":"abcdefgh12345678"}`),
+		"Content-Type", "application/json", "Origin", "https://shop.example.com")
+	if res.err != nil {
+		t.Fatal(res.err)
+	}
+	if res.Code != http.StatusForbidden || !strings.Contains(res.Body.String(), `"code":"no_consent"`) {
+		t.Fatalf("status %d %s; want 403 no_consent", res.Code, res.Body)
+	}
+	if s.got != nil || len(s.events()) != 0 || len(res.Header().Values("Set-Cookie")) != 0 {
+		t.Fatalf("upstream reached %v, events %d, cookies %v", s.got != nil, len(s.events()), res.Header().Values("Set-Cookie"))
+	}
+}
+
 func TestEdgeConsentGatesTracking(t *testing.T) {
 	site := `{"consent":{"require":{"cookie":"cookie_consent","pattern":"^(all|marketing)$"}},"conversions":[{"event":"Purchase","path":"/thank-you","order_id":"{http.request.uri.query.order}"}]}`
 	s := newTestSite(t, site, nil)

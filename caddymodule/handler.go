@@ -242,9 +242,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	linkTarget, isLink := e.links[r.URL.Path]
 	consent, ok := e.consentOf(r)
 	if !ok {
-		// An opt-in site without consent: no cookies, tags or events; links still lead on.
-		if isLink {
+		// An opt-in site without consent: no cookies, tags or events; links still lead on, and the
+		// collect endpoint is still the handler's (the upstream has no such path).
+		switch {
+		case isLink:
 			return e.serveLink(w, r, repl, nil, linkTarget)
+		case e.collect != "" && r.URL.Path == e.collect:
+			return answerCollect(w, collectError(http.StatusForbidden, "no_consent", "the visitor has not consented to tracking on this site; nothing was recorded"))
 		}
 		return next.ServeHTTP(w, r)
 	}
