@@ -117,7 +117,17 @@ type Options struct {
 	BackoffBase, BackoffCap time.Duration
 	// Poll is how often an idle worker looks for rescheduled events that became due. Default: 500ms.
 	Poll time.Duration
+	// DeadLetterSweep is how often dead letters past their platform's maximum event age, plus
+	// DeadLetterGrace, are dropped (ExpireDeadLetters). Default: 1h.
+	DeadLetterSweep time.Duration
 }
+
+// DeadLetterGrace is how long a dead letter is kept once its event is too old for its platform to
+// accept (replaying it could only bury it again): a week to read why it failed. After that it is
+// dropped, with the IP address, user agent and hashed customer data it carries: DESIGN §9 keeps
+// those no longer than the visitor record that holds them, and a dead letter was never meant to
+// be an archive.
+const DeadLetterGrace = 7 * 24 * time.Hour
 
 // Config is one installed set of senders and settings; SetSenders returns it so that a caller can
 // restore the previous one with CompareAndSwap.
@@ -162,6 +172,7 @@ type Engine struct {
 	counters sync.Map // platform name → *counters
 
 	depthDone chan struct{}
+	sweep     time.Duration
 }
 
 type worker struct {
@@ -199,6 +210,9 @@ func New(q queue.Queue, opts Options) *Engine {
 	if opts.Poll <= 0 {
 		opts.Poll = 500 * time.Millisecond
 	}
+	if opts.DeadLetterSweep <= 0 {
+		opts.DeadLetterSweep = time.Hour
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	e := &Engine{
 		q:         q,
@@ -213,6 +227,7 @@ func New(q queue.Queue, opts Options) *Engine {
 		workers:   make(map[string][]*worker),
 		exited:    make(chan struct{}, 1),
 		depthDone: make(chan struct{}),
+		sweep:     opts.DeadLetterSweep,
 	}
 	e.eventObs, _ = opts.Observer.(EventObserver)
 	e.cfg.Store(&Config{platforms: map[string]*platformConfig{}})
@@ -668,10 +683,14 @@ func (e *Engine) noteFailure(name, reason string) {
 func (e *Engine) reportDepth() {
 	t := time.NewTicker(5 * time.Second)
 	defer t.Stop()
+	sweep := time.NewTicker(e.sweep)
+	defer sweep.Stop()
 	for {
 		select {
 		case <-e.depthDone:
 			return
+		case <-sweep.C:
+			e.ExpireDeadLetters(e.ctx) // an error leaves them for the next sweep
 		case <-t.C:
 			st, err := e.q.Stats(context.Background())
 			if err != nil {
@@ -682,6 +701,51 @@ func (e *Engine) reportDepth() {
 			}
 		}
 	}
+}
+
+// deadLetterPage is how many dead letters ExpireDeadLetters reads at a time.
+const deadLetterPage = 500
+
+// ExpireDeadLetters drops, for every platform with a sender, the dead letters whose event is older
+// than the platform's maximum age plus DeadLetterGrace, and returns how many it dropped. The
+// engine runs it every Options.DeadLetterSweep.
+func (e *Engine) ExpireDeadLetters(ctx context.Context) (int, error) {
+	now := e.now()
+	dropped := 0
+	for name, pc := range e.cfg.Load().platforms {
+		if pc.maxAge <= 0 {
+			continue
+		}
+		cutoff := now.Add(-pc.maxAge - DeadLetterGrace)
+		for after := ""; ; {
+			page, err := e.q.DeadLetters(ctx, name, after, deadLetterPage)
+			if err != nil {
+				return dropped, fmt.Errorf("delivery: expire %s dead letters: %w", name, err)
+			}
+			var old []string
+			for _, d := range page {
+				happened := d.Event.Time
+				if happened.IsZero() {
+					happened = d.Enqueued
+				}
+				if happened.Before(cutoff) {
+					old = append(old, d.ID)
+				}
+			}
+			if len(old) > 0 {
+				n, err := e.q.Drop(ctx, name, old...)
+				dropped += n
+				if err != nil {
+					return dropped, fmt.Errorf("delivery: expire %s dead letters: %w", name, err)
+				}
+			}
+			if len(page) < deadLetterPage {
+				break
+			}
+			after = page[len(page)-1].ID
+		}
+	}
+	return dropped, nil
 }
 
 // PlatformStats is one platform's delivery state, for the admin API.

@@ -303,6 +303,34 @@ func TestEventsTooOldAreDeadLetteredUnsent(t *testing.T) {
 	}
 }
 
+// Dead letters carry IP addresses, user agents and hashed customer data: once their event is too old
+// for the platform even to accept, they are kept DeadLetterGrace for reading, then dropped.
+func TestDeadLettersExpireAWeekAfterThePlatformWouldTakeThem(t *testing.T) {
+	e, _ := newEngine(t, delivery.Options{})
+	meta := newFake(platform.Meta) // events accepted up to 7 days old
+	e.SetSenders(map[string]platform.Sender{platform.Meta: meta}, delivery.Settings{Flush: 5 * time.Millisecond})
+	at := func(id string, age time.Duration) event.Event {
+		ev := events(id, 1)[0]
+		ev.Time = time.Now().Add(-age)
+		return ev
+	}
+	day := 24 * time.Hour
+	mustEnqueue(t, e, platform.Meta, at("expired", 7*day+delivery.DeadLetterGrace+time.Hour), at("readable", 8*day))
+	eventually(t, "both buried", func() bool { return platformStats(t, e, platform.Meta).DeadLetters == 2 })
+
+	n, err := e.ExpireDeadLetters(context.Background())
+	if err != nil || n != 1 {
+		t.Fatalf("ExpireDeadLetters = %d, %v; want 1 dropped", n, err)
+	}
+	dead, err := e.DeadLetters(context.Background(), platform.Meta, "", 10)
+	if err != nil || len(dead) != 1 || dead[0].Event.ID != "readable-0000" {
+		t.Fatalf("dead letters left: %+v, %v; want readable-0000 only", dead, err)
+	}
+	if n, err := e.ExpireDeadLetters(context.Background()); err != nil || n != 0 {
+		t.Fatalf("a second sweep dropped %d, %v; want 0", n, err)
+	}
+}
+
 func TestSetSendersDuringTrafficLosesNothingAndDoublesNoWorker(t *testing.T) {
 	e, _ := newEngine(t, delivery.Options{})
 	// Two sender instances for one platform (each reload builds new ones) sharing one record.
