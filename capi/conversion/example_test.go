@@ -27,12 +27,14 @@ func ExampleEventID() {
 func ExampleRoutes_Platforms() {
 	routes := conversion.Routes{Meta: true, TikTok: true, MetaTest: true,
 		GoogleConversions: map[string]bool{"Purchase": true}}
-	fmt.Println(routes.Platforms(event.Event{Name: "Purchase"}))
+	fmt.Println(routes.Platforms(event.Event{Name: "Purchase", User: event.User{GCLID: "Cj0KCQiA-gclid"}}))
+	fmt.Println(routes.Platforms(event.Event{Name: "Purchase"})) // no Google click: Google could not attribute it
 	fmt.Println(routes.Platforms(event.Event{Name: "Lead"}))
 	fmt.Println(routes.Platforms(event.Event{Name: "Purchase", Test: true}))
 	fmt.Println(routes.Platforms(event.Event{Name: "PageView"}))
 	// Output:
 	// [meta tiktok google]
+	// [meta tiktok]
 	// [meta tiktok]
 	// [meta]
 	// []

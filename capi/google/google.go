@@ -210,7 +210,9 @@ func (s *Sender) Send(ctx context.Context, events []event.Event) platform.Result
 		}
 		c, a, err := buildConversion(s.cfg.CustomerID, s.cfg.Conversions, s.cfg.Location, ev)
 		if err != nil {
-			// An unconfigured event name lands here too; the router should not enqueue those.
+			// An unconfigured event name lands here too, and an event Google cannot attribute
+			// (ErrNoClickOrOrder): the router enqueues neither, so these are events queued before
+			// that rule or replayed from the dead letters, and asking Google again cannot help.
 			settle(err.Error())
 			continue
 		}

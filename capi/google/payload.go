@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -94,9 +95,44 @@ const (
 
 // Why an event yields nothing Google can take.
 var (
+	// ErrNoClickOrOrder reports an event that is not Attributable. The router sends Google only
+	// attributable events, so it reaches Send only with an event queued before that rule (a replayed
+	// dead letter, an old queue), where it stays a permanent failure: asking again cannot help.
 	ErrNoClickOrOrder = errors.New("event has no gclid, gbraid or wbraid and no order ID with user data to enhance")
 	ErrNoTime         = errors.New("event has no time")
 )
+
+// Attributable reports whether Google can attribute ev, that is whether its conversion builds into
+// a click conversion, an enhancement, or both: ev carries a Google click ID (gclid, gbraid or
+// wbraid), or it can enhance the conversion the Google tag recorded under its order ID, which takes
+// an order ID, no refusal of ad user data, and at least one identifier Google accepts (a hashed
+// email or phone, or an address with first name, last name, country and postal code).
+//
+// It reads nothing else: not the name, the time or the age of ev, nor Test; the router and Send
+// decide on those. It is the very test buildConversion applies (and BuildClickConversion and
+// BuildAdjustment gate on its two halves), so the router can keep from Google the events that
+// would only fail with ErrNoClickOrOrder, such as a purchase that came from no Google ad.
+func Attributable(ev event.Event) bool {
+	return hasClickID(ev.User) || enhanceable(ev)
+}
+
+// hasClickID reports whether u carries a click ID, so that ev becomes a click conversion.
+func hasClickID(u event.User) bool {
+	return u.GCLID != "" || u.GBRAID != "" || u.WBRAID != ""
+}
+
+// enhanceable reports whether ev becomes an ENHANCEMENT adjustment: it has an order ID to find the
+// tag's conversion by and user data to add to it, and the user did not refuse ad user data (an
+// adjustment has no consent field to say so, so it is not sent).
+func enhanceable(ev event.Event) bool {
+	if ev.OrderID == "" || ev.Consent.AdUserDataDenied {
+		return false
+	}
+	p := ev.User.Google
+	return hasAddress(p) || slices.ContainsFunc(p.Emails, nonEmpty) || slices.ContainsFunc(p.Phones, nonEmpty)
+}
+
+func nonEmpty(s string) bool { return s != "" }
 
 // ConversionDateTime formats t as Google wants it, in loc.
 func ConversionDateTime(t time.Time, loc *time.Location) string {
@@ -108,7 +144,7 @@ func ConversionDateTime(t time.Time, loc *time.Location) string {
 // wbraid: Google accepts one per conversion, and gclid is the one tied to a single click.
 func BuildClickConversion(ev event.Event, action string, loc *time.Location) (ClickConversion, bool, error) {
 	u := ev.User
-	if u.GCLID == "" && u.GBRAID == "" && u.WBRAID == "" {
+	if !hasClickID(u) {
 		return ClickConversion{}, false, nil
 	}
 	if ev.Time.IsZero() {
@@ -150,20 +186,18 @@ func BuildClickConversion(ev event.Event, action string, loc *time.Location) (Cl
 // reports false when there is nothing to enhance with: no order ID, no user data, or the user
 // refused ad user data (an adjustment has no consent field to say so, so it is not sent).
 func BuildAdjustment(ev event.Event, action string, loc *time.Location) (ConversionAdjustment, bool) {
-	if ev.OrderID == "" || ev.Consent.AdUserDataDenied {
+	if !enhanceable(ev) {
 		return ConversionAdjustment{}, false
 	}
+	// enhanceable found an address or a non-empty email or phone, so ids is never empty here
+	// (FuzzAttributableAgreesWithTheBuilder holds the two to that).
 	p := ev.User.Google
 	var ids []UserIdentifier
-	addr := addressInfo(p)
-	if addr != nil {
+	if addr := addressInfo(p); addr != nil {
 		ids = contactIdentifiers(p, maxIdentifiers-1)
 		ids = append(ids, UserIdentifier{UserIdentifierSource: firstParty, AddressInfo: addr})
 	} else {
 		ids = contactIdentifiers(p, maxIdentifiers)
-	}
-	if len(ids) == 0 {
-		return ConversionAdjustment{}, false
 	}
 	a := ConversionAdjustment{
 		AdjustmentType:   "ENHANCEMENT",
@@ -193,10 +227,15 @@ func contactIdentifiers(p event.Profile, limit int) []UserIdentifier {
 	return ids
 }
 
-// addressInfo returns the profile's address, or nil when Google would refuse it: an address
-// identifier needs first name, last name, country code and postal code together.
+// hasAddress reports whether p has an address Google takes: an address identifier needs first
+// name, last name, country code and postal code together.
+func hasAddress(p event.Profile) bool {
+	return p.FirstName != "" && p.LastName != "" && p.Country != "" && p.Zip != ""
+}
+
+// addressInfo returns the profile's address, or nil when Google would refuse it (see hasAddress).
 func addressInfo(p event.Profile) *AddressInfo {
-	if p.FirstName == "" || p.LastName == "" || p.Country == "" || p.Zip == "" {
+	if !hasAddress(p) {
 		return nil
 	}
 	return &AddressInfo{
@@ -271,30 +310,36 @@ func BuildRequests(customerID string, conversions map[string]Conversion, loc *ti
 var ErrNoConversion = errors.New("no conversion configured for event")
 
 // buildConversion builds what ev becomes at Google: a click conversion, an enhancement, or both;
-// never neither without an error.
+// never neither without an error. It fails with ErrNoClickOrOrder exactly when ev is configured
+// but not Attributable, before it looks at anything else, so that the router's use of
+// Attributable and this builder cannot disagree.
 func buildConversion(customerID string, conversions map[string]Conversion, loc *time.Location, ev event.Event) (*ClickConversion, *ConversionAdjustment, error) {
 	conv, ok := conversions[ev.Name]
 	if !ok {
 		return nil, nil, fmt.Errorf("%w %q", ErrNoConversion, ev.Name)
 	}
+	if !Attributable(ev) {
+		return nil, nil, ErrNoClickOrOrder
+	}
 	if ev.Time.IsZero() {
 		return nil, nil, ErrNoTime
 	}
 	action := actionName(customerID, conv.ActionID)
-	c, hasClick, err := BuildClickConversion(ev, action, loc)
+	click, hasClick, err := BuildClickConversion(ev, action, loc)
 	if err != nil {
 		return nil, nil, err
 	}
-	a, hasAdj := BuildAdjustment(ev, action, loc)
-	switch {
-	case hasClick && hasAdj:
-		return &c, &a, nil
-	case hasClick:
-		return &c, nil, nil
-	case hasAdj:
-		return nil, &a, nil
+	adj, hasAdj := BuildAdjustment(ev, action, loc)
+	// Attributable is hasClickID or enhanceable, the two builders' own gates, so one of them is set.
+	var c *ClickConversion
+	if hasClick {
+		c = &click
 	}
-	return nil, nil, ErrNoClickOrOrder
+	var a *ConversionAdjustment
+	if hasAdj {
+		a = &adj
+	}
+	return c, a, nil
 }
 
 func actionName(customerID, actionID string) string {
