@@ -479,7 +479,7 @@ func (e *edge) visitChanges(old store.Visitor, v *visit, req conversion.Request,
 		a.GCLID != b.GCLID || a.GBRAID != b.GBRAID || a.WBRAID != b.WBRAID {
 		return true
 	}
-	if !slices.Equal(old.CartTokens, next.CartTokens) {
+	if !slices.Equal(old.CartTokens, next.CartTokens) || old.Consent != next.Consent {
 		return true
 	}
 	return next.LastPageURL != old.LastPageURL && age >= pageURLRefresh

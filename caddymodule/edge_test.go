@@ -490,7 +490,7 @@ func TestEdgeConversionFiresOncePerOrderWithTheBrowsersEventID(t *testing.T) {
 func TestEdgeConversionWaitsForTheAppToStart(t *testing.T) {
 	s := newUnstartedTestSite(t, thankYou, nil)
 	done := make(chan response)
-	go func() { done <- s.page("https://shop.example.com/thank-you?order=early&total=1") }()
+	go func() { done <- s.page("https://shop.example.com/thank-you?order=early&total=1&gclid=Cj0early") }() // a gclid: Google takes it too
 	time.Sleep(200 * time.Millisecond) // the http app serving before the capi app has started
 	if err := s.app.Start(); err != nil {
 		t.Fatal(err)
@@ -787,6 +787,15 @@ func TestEdgeGlobalPrivacyControlLimitsDataUse(t *testing.T) {
 	}
 	if sent := s.events(); len(sent) != 1 || !sent[0].event.Consent.LimitedDataUse || !sent[0].event.Consent.AdUserDataDenied {
 		t.Errorf("the event's consent = %+v", sent)
+	}
+	// Recorded for the orders that come back later by postback; a later visit without GPC clears it.
+	vid := s.jar["_capi_vid"]
+	if rec := s.visitor(vid); !rec.Consent.LimitedDataUse || !rec.Consent.AdUserDataDenied {
+		t.Errorf("the visitor record's consent = %+v", rec.Consent)
+	}
+	s.do(http.MethodGet, "https://shop.example.com/", nil, "Accept", "text/html")
+	if rec := s.visitor(vid); rec.Consent != (event.Consent{}) {
+		t.Errorf("after a visit without GPC the record's consent = %+v", rec.Consent)
 	}
 
 	off := newTestSite(t, `{"consent":{"gpc":false}}`, nil)

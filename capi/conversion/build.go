@@ -137,6 +137,9 @@ func FromNotification(n postback.Notification, v *store.Visitor, opt Options) (e
 	if v != nil {
 		e.User = visitorIdentity(v)
 		known = signal.Profiles{Meta: v.User.Meta, TikTok: v.User.TikTok, Google: v.User.Google}
+		// The restrictions the visitor's browser asked for (Global Privacy Control) follow their
+		// order when it comes back by postback (DESIGN §9).
+		e.Consent = v.Consent
 	}
 	merged := known.Merge(fresh)
 	e.User.Meta, e.User.TikTok, e.User.Google = merged.Meta, merged.TikTok, merged.Google

@@ -196,6 +196,24 @@ func TestFromNotificationJoinedVisitorWithoutPageIsSystemGenerated(t *testing.T)
 	}
 }
 
+// A visitor whose browser sent Global Privacy Control keeps its restrictions on the order that comes
+// back by postback, and an unjoined notification has none to apply.
+func TestFromNotificationCarriesTheVisitorsConsent(t *testing.T) {
+	limited := event.Consent{LimitedDataUse: true, AdUserDataDenied: true}
+	v := store.Visitor{ID: buyerVID, Consent: limited, LastPageURL: "https://shop.example.com/offer",
+		User: event.User{IP: "198.51.100.2", UserAgent: "Mozilla/5.0 Test"}}
+	e, err := FromNotification(clickBankSale(), &v, Options{IDKey: testIDKey, Now: fixedNow})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.Consent != limited {
+		t.Errorf("consent %+v, want the visitor's %+v", e.Consent, limited)
+	}
+	if e, err := FromNotification(clickBankSale(), nil, Options{IDKey: testIDKey, Now: fixedNow}); err != nil || e.Consent != (event.Consent{}) {
+		t.Errorf("unjoined: consent %+v, %v", e.Consent, err)
+	}
+}
+
 func TestFromNotificationKinds(t *testing.T) {
 	tests := []struct {
 		kind     postback.Kind

@@ -24,6 +24,9 @@ func ApplyIdentity(v *store.Visitor, id identity.Result, req Request, now time.T
 		v.ID = id.VisitorID
 	}
 	v.User.ExternalID = signal.ExternalID(v.ID)
+	// The browser's latest choice: a visitor who turns Global Privacy Control on or off is
+	// recorded as they are now, for the orders that come back later by postback.
+	v.Consent = req.Consent
 	for _, c := range []struct{ kind, value string }{
 		{store.ClickFBCLID, id.Known.FBCLID},
 		{store.ClickGCLID, id.Known.GCLID},

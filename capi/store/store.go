@@ -60,6 +60,9 @@ type Visitor struct {
 	// LastPageURL is the last HTML page the visitor was served, the event_source_url of conversions
 	// that arrive by postback.
 	LastPageURL string `json:"last_page_url,omitempty"`
+	// Consent is what the consent rules decided on the visitor's latest recorded request (Global
+	// Privacy Control's restrictions), applied to the conversions that arrive later by postback.
+	Consent event.Consent `json:"consent,omitzero"`
 	// Created is when the record was first written; Updated when it was last written. The record
 	// expires TTL after Updated.
 	Created time.Time `json:"created"`
