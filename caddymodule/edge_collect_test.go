@@ -87,7 +87,7 @@ func TestEdgeCollectCannotPreemptARealPurchase(t *testing.T) {
 		t.Fatalf("enqueued %d forged Purchases, want %d", n, len(forged))
 	}
 
-	s.jar = map[string]string{} // the buyer's own browser
+	s.jar = map[string]string{}                                          // the buyer's own browser
 	s.page("https://shop.example.com/?fbclid=IwAR1buyer&gclid=Cj0buyer") // a Google click too, so Google takes the Purchase
 	if res := s.page("https://shop.example.com/thank-you?order=" + order + "&total=49.90&sku=SKU-1"); res.err != nil {
 		t.Fatal(res.err)

@@ -491,7 +491,7 @@ func TestEdgeConversionWaitsForTheAppToStart(t *testing.T) {
 	s := newUnstartedTestSite(t, thankYou, nil)
 	done := make(chan response)
 	go func() { done <- s.page("https://shop.example.com/thank-you?order=early&total=1&gclid=Cj0early") }() // a gclid: Google takes it too
-	time.Sleep(200 * time.Millisecond) // the http app serving before the capi app has started
+	time.Sleep(200 * time.Millisecond)                                                                      // the http app serving before the capi app has started
 	if err := s.app.Start(); err != nil {
 		t.Fatal(err)
 	}
