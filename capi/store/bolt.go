@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"hash/maphash"
 	"slices"
@@ -71,7 +72,13 @@ type Bolt struct {
 	// updates counts the write transactions the store runs itself, beside the committer's (see
 	// Commits).
 	updates atomic.Uint64
+	// damaged counts the damaged records Get has met (see ErrDamaged).
+	damaged atomic.Uint64
 }
+
+// Damaged reports how many times Get has met a damaged record since the store was opened: each is
+// answered as absent and replaced by the visitor's next write.
+func (s *Bolt) Damaged() uint64 { return s.damaged.Load() }
 
 // OpenBolt prepares the visitor buckets on an already-open bbolt handle (the one the queue uses; the
 // caller owns it and closes it after Close).
@@ -149,6 +156,10 @@ func (s *Bolt) Get(ctx context.Context, id string) (Visitor, bool, error) {
 		v, found, err = load(tx, id)
 		return err
 	})
+	if errors.Is(err, ErrDamaged) {
+		s.damaged.Add(1)
+		return Visitor{}, false, nil
+	}
 	if err != nil {
 		return Visitor{}, false, fmt.Errorf("store: get visitor %s: %w", redactID(id), err)
 	}
@@ -314,6 +325,11 @@ type edit struct {
 // leaves the transaction as it was.
 func (s *Bolt) edit(tx *bbolt.Tx, id string, fn func(*Visitor) error, now time.Time) (edit, error) {
 	old, found, err := load(tx, id)
+	if errors.Is(err, ErrDamaged) {
+		// Replaced by the new record; the index entries it had point here still and go as the
+		// entries do (an entry is dropped only while it points to its record, and Sweep rechecks).
+		old, found, err = Visitor{}, false, nil
+	}
 	if err != nil {
 		return edit{}, err
 	}
@@ -421,6 +437,9 @@ func (s *Bolt) Erase(ctx context.Context, id string) error {
 	defer l.Unlock()
 	err := s.update(func(tx *bbolt.Tx) error {
 		v, found, err := load(tx, id)
+		if errors.Is(err, ErrDamaged) {
+			return tx.Bucket(bucketVisitors).Delete([]byte(id))
+		}
 		if err != nil || !found {
 			return err
 		}
@@ -551,18 +570,36 @@ func (s *Bolt) sweepBatch() (int, []string, error) {
 		// Visitors expire at Updated+TTL, so everything keyed before now-TTL is gone.
 		cutoff := now.Add(-s.opts.TTL).UnixNano()
 		c := tx.Bucket(bucketByUpdated).Cursor()
-		var stale [][]byte
+		var stale, junk [][]byte
 		for k, _ := c.First(); k != nil && n < sweepBatch; k, _ = c.Next() {
-			if len(k) < 8 || int64(binary.BigEndian.Uint64(k)) > cutoff {
+			if len(k) < 8 {
+				// Shorter than any key the store writes, so it sorts first: were it to end the
+				// scan, nothing would ever expire again.
+				junk = append(junk, bytes.Clone(k))
+				continue
+			}
+			if int64(binary.BigEndian.Uint64(k)) > cutoff {
 				break
 			}
 			stale = append(stale, bytes.Clone(k))
 			n++
 		}
+		for _, k := range junk {
+			if err := tx.Bucket(bucketByUpdated).Delete(k); err != nil {
+				return err
+			}
+		}
 		for _, k := range stale {
 			id := string(k[8:])
 			v, found, err := load(tx, id)
-			if err != nil {
+			if errors.Is(err, ErrDamaged) {
+				// Unreadable, so its age is unknown; its index entry says it is past its TTL.
+				if err := tx.Bucket(bucketVisitors).Delete([]byte(id)); err != nil {
+					return err
+				}
+				ids = append(ids, id)
+				err = nil
+			} else if err != nil {
 				return err
 			}
 			if found && expired(v.Updated, now, s.opts.TTL) {
@@ -577,13 +614,23 @@ func (s *Bolt) sweepBatch() (int, []string, error) {
 			}
 		}
 		var seenKeys [][]byte
+		junk = junk[:0]
 		c = tx.Bucket(bucketSeenByExpiry).Cursor()
 		for k, _ := c.First(); k != nil && n < sweepBatch; k, _ = c.Next() {
-			if len(k) < 8 || int64(binary.BigEndian.Uint64(k)) > now.UnixNano() {
+			if len(k) < 8 {
+				junk = append(junk, bytes.Clone(k))
+				continue
+			}
+			if int64(binary.BigEndian.Uint64(k)) > now.UnixNano() {
 				break
 			}
 			seenKeys = append(seenKeys, bytes.Clone(k))
 			n++
+		}
+		for _, k := range junk {
+			if err := tx.Bucket(bucketSeenByExpiry).Delete(k); err != nil {
+				return err
+			}
 		}
 		for _, k := range seenKeys {
 			if err := tx.Bucket(bucketSeen).Delete(k[8:]); err != nil {
@@ -598,7 +645,10 @@ func (s *Bolt) sweepBatch() (int, []string, error) {
 	return n, ids, err
 }
 
-// load reads and decodes one record.
+// load reads and decodes one record. A record that does not decode, names another visitor or
+// holds values the store would refuse to write is damaged (bytes changed on disk): the error wraps
+// ErrDamaged and, like every error here, echoes none of the record (the JSON decoder's messages
+// quote the bytes they fail on).
 func load(tx *bbolt.Tx, id string) (Visitor, bool, error) {
 	raw := tx.Bucket(bucketVisitors).Get([]byte(id))
 	if raw == nil {
@@ -606,7 +656,13 @@ func load(tx *bbolt.Tx, id string) (Visitor, bool, error) {
 	}
 	var v Visitor
 	if err := json.Unmarshal(raw, &v); err != nil {
-		return Visitor{}, false, fmt.Errorf("decode record: %w", err)
+		return Visitor{}, false, fmt.Errorf("record of %d bytes does not decode: %w", len(raw), ErrDamaged)
+	}
+	if v.ID != id {
+		return Visitor{}, false, fmt.Errorf("record names another visitor ID: %w", ErrDamaged)
+	}
+	if err := CheckVisitor(&v); err != nil {
+		return Visitor{}, false, fmt.Errorf("record holds a value the store refuses: %w", ErrDamaged)
 	}
 	return v, true, nil
 }

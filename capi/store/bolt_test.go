@@ -398,3 +398,50 @@ func FuzzBoltIndexes(f *testing.F) {
 		}
 	})
 }
+
+// A record damaged on disk neither stops Sweep nor outlives its TTL: Sweep deletes it by its key
+// (its own ID field cannot be trusted) and goes on with the others.
+func TestSweepDeletesADamagedRecordAndGoesOn(t *testing.T) {
+	// Also: a key in an expiry index too short to be one the store writes does not stop it.
+	clock := storetest.NewClock()
+	s, db := openBolt(t, filepath.Join(t.TempDir(), "capi.db"), store.Options{TTL: time.Hour, Now: clock.Now})
+	ctx := context.Background()
+	for _, id := range []string{"damaged", "expired", "live"} {
+		if id == "live" {
+			clock.Advance(30 * time.Minute)
+		}
+		if _, err := s.Update(ctx, id, func(v *store.Visitor) error { v.User.IP = "203.0.113.9"; return nil }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The ID field of "damaged" now names "live", as one flipped byte could make it do, and the
+	// expiry indexes hold a key too short to be one of theirs, which sorts first.
+	if err := db.Update(func(tx *bbolt.Tx) error {
+		for _, b := range []string{"visitor_by_updated", "visitor_seen_by_expiry"} {
+			if err := tx.Bucket([]byte(b)).Put([]byte{1}, nil); err != nil {
+				return err
+			}
+		}
+		return tx.Bucket([]byte("visitor")).Put([]byte("damaged"), []byte(`{"id":"live","user":{"ip":"203.0.113.9"}}`))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, found, err := s.Get(ctx, "damaged"); found || err != nil {
+		t.Fatalf("Get of the damaged record = %v, %v; want absent", found, err)
+	}
+	clock.Advance(45 * time.Minute) // "damaged" and "expired" are past their TTL, "live" is not
+	if n, err := s.Sweep(ctx); err != nil || n != 2 {
+		t.Fatalf("Sweep = %d, %v; want the damaged and the expired record", n, err)
+	}
+	if _, found, err := s.Get(ctx, "live"); !found || err != nil {
+		t.Fatalf("the live record went with the damaged one that named it: %v, %v", found, err)
+	}
+	if err := db.View(func(tx *bbolt.Tx) error {
+		if tx.Bucket([]byte("visitor")).Get([]byte("damaged")) != nil {
+			t.Error("Sweep left the damaged record")
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+}

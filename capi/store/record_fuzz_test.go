@@ -161,11 +161,13 @@ func addRecordSeeds(f *testing.F) {
 
 // FuzzBoltRecordCorrupt writes a visitor through the store's own writer and reads it back: it
 // round-trips exactly, through Get and through load. Then it flips one byte of the stored record
-// (or replaces it with arbitrary bytes) and reads again: nothing panics; the key is never treated
-// as absent unless the record decoded and is past its TTL; an error names the visitor only as
-// redactID does and holds none of the plaintext (IP, user agent, page URL, cart token, click ID,
-// city) before or after the flip; and a record that decodes is a fixed point of the writer's
-// encoding, so writing it back loses nothing more.
+// (or replaces it with arbitrary bytes) and reads again: nothing panics; load either decodes a
+// record the store would write under that key or fails with ErrDamaged, whose text names the
+// visitor only as redactID does and holds none of the plaintext (IP, user agent, page URL, cart
+// token, click ID, city) before or after the flip; Get answers a damaged record as absent (and
+// never errs for it), the visitor's next Update replaces it and Erase deletes it; a live record
+// that decodes is found, and is a fixed point of the writer's encoding, so writing it back loses
+// nothing more.
 func FuzzBoltRecordCorrupt(f *testing.F) {
 	addRecordSeeds(f)
 	fx := newRecordFixture(f)
@@ -206,11 +208,31 @@ func FuzzBoltRecordCorrupt(f *testing.F) {
 
 		v, loaded, lerr := fx.load(id)
 		got, found, err = fx.s.Get(ctx, id)
-		if (lerr == nil) != (err == nil) {
-			t.Fatalf("load and Get disagree on %q: %v, %v", bad, lerr, err)
-		}
 		if err != nil {
-			checkErrorText(t, err, id, secrets)
+			t.Fatalf("Get over %q: %v; want a damaged record answered as absent", bad, err)
+		}
+		if lerr != nil {
+			if !errors.Is(lerr, ErrDamaged) {
+				t.Fatalf("load over %q: %v; want ErrDamaged", bad, lerr)
+			}
+			checkErrorText(t, lerr, id, secrets)
+			if found {
+				t.Fatalf("Get found the damaged record %q", bad)
+			}
+			const page = "https://shop.example.com/after-repair"
+			if _, err := fx.s.Update(ctx, id, func(v *Visitor) error { v.LastPageURL = page; return nil }); err != nil {
+				t.Fatalf("Update over the damaged record %q: %v", bad, err)
+			}
+			if got, found, err := fx.s.Get(ctx, id); err != nil || !found || got.ID != id || got.LastPageURL != page {
+				t.Fatalf("after the repairing Update: %+v, %v, %v", got, found, err)
+			}
+			fx.put(t, id, bad)
+			if err := fx.s.Erase(ctx, id); err != nil {
+				t.Fatalf("Erase of the damaged record %q: %v", bad, err)
+			}
+			if _, found, err := fx.load(id); found || err != nil {
+				t.Fatalf("Erase left the damaged record: %v, %v", found, err)
+			}
 			return
 		}
 		if !loaded {

@@ -42,6 +42,11 @@ const DefaultCacheSize = 10_000
 // hash belongs); nothing is written when it is returned.
 var ErrInvalid = errors.New("invalid input")
 
+// ErrDamaged is wrapped by the error a damaged record gives when read (bytes that are not a record,
+// or a record naming another visitor or holding values the store would never write). Such a record
+// is as good as absent: Get does not find it, Update replaces it, Erase and Sweep delete it.
+var ErrDamaged = errors.New("damaged record")
+
 // Visitor is everything known about one visitor, keyed by the `_capi_vid` cookie value.
 // It holds no plaintext personal data: User's profiles are normalized and hashed by platform rules
 // before they get here; IP and user agent, which the platforms need unhashed, live only here and
