@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"mime"
 	"net/http"
 	"strconv"
@@ -141,8 +142,12 @@ func (w *Writer) commitHeader() {
 	w.held = 0
 	h := w.rw.Header()
 	switch {
-	case w.inj.Injected():
+	case w.inj.Injected() && w.length <= math.MaxInt64-w.snippetLen:
 		h.Set("Content-Length", strconv.FormatInt(w.length+w.snippetLen, 10))
+	case w.inj.Injected():
+		// An upstream announcing a length no body has: a sum that overflows would announce a
+		// negative one. Streamed without a length instead.
+		h.Del("Content-Length")
 	case w.inj.Finished():
 		h.Set("Content-Length", strconv.FormatInt(w.length, 10))
 	default:
