@@ -89,6 +89,10 @@ func (k IDKey) String() string { return "conversion.IDKey(redacted)" }
 // GoString redacts the key for %#v.
 func (k IDKey) GoString() string { return k.String() }
 
+// Format redacts the key under every fmt verb, %d, %o, %x and %q included, which would otherwise
+// print an array's bytes.
+func (k IDKey) Format(f fmt.State, verb rune) { io.WriteString(f, k.String()) }
+
 // MarshalJSON refuses to encode the key, so that it can never reach an API answer or a JSON log
 // field by way of a struct that holds it.
 func (k IDKey) MarshalJSON() ([]byte, error) {

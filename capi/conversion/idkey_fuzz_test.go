@@ -73,7 +73,7 @@ func FuzzParseIDKey(f *testing.F) {
 		shows := func(k IDKey) []string {
 			holder := struct{ Key IDKey }{k}
 			var out []string
-			for _, verb := range []string{"%v", "%+v", "%#v", "%s", "%q", "%x", "%X"} {
+			for _, verb := range []string{"%v", "%+v", "%#v", "%s", "%q", "%x", "%X", "%d", "%o", "%b", "%c", "%U"} {
 				for _, v := range []any{k, holder, &holder} {
 					out = append(out, fmt.Sprintf(verb, v))
 				}

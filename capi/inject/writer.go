@@ -177,7 +177,8 @@ func (w *Writer) qualifies(code int) (encoding string, ok bool) {
 	if dest := r.Header.Get("Sec-Fetch-Dest"); dest != "" && dest != "document" {
 		return "", false
 	}
-	if !isInjectableHTML(h.Get("Content-Type")) {
+	// Two Content-Types: browsers go by the last, Get reads the first; neither is safe to guess.
+	if ct := h.Values("Content-Type"); len(ct) != 1 || !isInjectableHTML(ct[0]) {
 		return "", false
 	}
 	if h.Get("Content-Range") != "" || hasToken(h.Values("Cache-Control"), "no-transform") {
