@@ -183,6 +183,20 @@ func TestWriterNilSnippetLeavesResponseAlone(t *testing.T) {
 	}
 }
 
+// With two Content-Types the Writer cannot know which one the browser obeys (the last, in Chrome):
+// the answer passes untouched rather than risk a snippet shown as text.
+func TestWriterLeavesTwoContentTypesAlone(t *testing.T) {
+	r := httptest.NewRequest("GET", "/", nil)
+	rec, iw := serveThrough(t, r, markSnippet, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Add("Content-Type", "text/html")
+		w.Header().Add("Content-Type", "text/plain")
+		io.WriteString(w, page)
+	})
+	if rec.Body.String() != page || iw.Injected() {
+		t.Fatalf("injected into %v: %q", rec.Header().Values("Content-Type"), rec.Body.String())
+	}
+}
+
 func TestWriterImplicitStatusOnWrite(t *testing.T) {
 	r := httptest.NewRequest("GET", "/", nil)
 	rec, _ := serveThrough(t, r, markSnippet, func(w http.ResponseWriter, r *http.Request) {
