@@ -54,6 +54,10 @@ func FuzzShopifyCartCookie(f *testing.F) {
 			}
 		}
 		if b64 != "" {
+			// Unencoded too: a raw '+' of a base64 token is a '+', not a space.
+			if got := shopifyCartToken(b64); got != b64 {
+				t.Fatalf("shopifyCartToken(%q) = %q, want it unchanged", b64, got)
+			}
 			encoded := encodeURIComponent(b64 + "?key=" + key)
 			if got := shopifyCartToken(encoded); got != b64 {
 				t.Fatalf("shopifyCartToken(%q) = %q, want %q", encoded, got, b64)

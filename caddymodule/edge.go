@@ -348,7 +348,8 @@ func isHTTPS(r *http.Request) bool {
 // does not document the cookie), so only the part before it is kept. The conversion package
 // validates what remains before it reaches the record.
 func shopifyCartToken(value string) string {
-	if v, err := url.QueryUnescape(value); err == nil {
+	// PathUnescape, not QueryUnescape: a raw '+' (base64 tokens have them) stays a '+'.
+	if v, err := url.PathUnescape(value); err == nil {
 		value = v
 	}
 	token, _, _ := strings.Cut(value, "?")
