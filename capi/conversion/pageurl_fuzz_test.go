@@ -1,6 +1,7 @@
 package conversion
 
 import (
+	"math/rand/v2"
 	"net/url"
 	"regexp"
 	"slices"
@@ -101,9 +102,19 @@ func FuzzPageURLKeepsNoPersonalData(f *testing.F) {
 				}
 			}
 		}
+		for _, seg := range strings.Split(p.EscapedPath(), "/") {
+			for _, d := range decodings(seg, false) {
+				if why := tokenInSegment(d); why != "" {
+					t.Fatalf("PageURL(%q) = %q keeps the path segment %q, %s once decoded: %q", in, out, seg, why, d)
+				}
+			}
+		}
 		src, err := url.Parse(in)
 		if err != nil {
 			t.Fatalf("PageURL accepted %q, which url.Parse refuses: %v", in, err)
+		}
+		if got, want := strings.Count(p.EscapedPath(), "/"), strings.Count(src.EscapedPath(), "/"); got != want {
+			t.Fatalf("PageURL(%q) = %q: %d path segments, the input has %d", in, out, got, want)
 		}
 		if !isSubsequence(kept, rawParams(src.RawQuery)) {
 			t.Fatalf("PageURL(%q) = %q: kept parameters %q are not the input's, in its order", in, out, kept)
@@ -138,4 +149,137 @@ func FuzzPageURLDropsWhatCaptureRecognizes(f *testing.F) {
 			}
 		}
 	})
+}
+
+var (
+	alnumRun = regexp.MustCompile(`[A-Za-z0-9]+`)
+	hexRun   = regexp.MustCompile(`^[0-9A-Fa-f]+$`)
+	uuid     = regexp.MustCompile(`(^|[^A-Za-z0-9])[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}([^A-Za-z0-9]|$)`)
+)
+
+// tokenInSegment says what kind of secret token a decoded path segment holds, "" for none. It
+// checks the part of the token rule that admits no exception, written independently of tokenLike:
+// a run of 16 or more hex digits that are not all decimal, a number of more than 20 digits, a
+// UUID, and a run of 20 or more letters and digits that has both.
+func tokenInSegment(seg string) string {
+	if uuid.MatchString(seg) {
+		return "a UUID"
+	}
+	for _, run := range alnumRun.FindAllString(seg, -1) {
+		letters := strings.ContainsFunc(run, func(r rune) bool { return r > '9' })
+		digits := strings.ContainsFunc(run, func(r rune) bool { return r <= '9' })
+		switch {
+		case len(run) >= 16 && letters && hexRun.MatchString(run):
+			return "16 or more hex digits"
+		case len(run) > 20 && !letters:
+			return "a number longer than any 64-bit ID"
+		case len(run) >= 20 && letters && digits:
+			return "20 or more letters and digits"
+		}
+	}
+	return ""
+}
+
+const (
+	hexDigits    = "0123456789abcdef"
+	base62Digits = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+	// clickIDDigits are the characters of real click IDs: base64url, and the dots of a ttclid.
+	clickIDDigits = base62Digits + "-_."
+)
+
+// FuzzPageURLRedactsPlantedTokens plants a random 32-character hex or base62 token as a path
+// segment between fuzzed segments, with fuzzed and random click IDs in a fuzzed query, and checks
+// that the token's segment becomes "redacted" and the token appears nowhere in the path, that
+// fbclid, gclid and ttclid keep their exact raw value, and that PageURL is idempotent.
+func FuzzPageURLRedactsPlantedTokens(f *testing.F) {
+	f.Add("12345678/orders", "authenticate", "key=0f1e2d3c&utm_source=x", "IwAR2F4-Gx_7q", uint64(1), false)
+	f.Add("checkouts/cn", "thank-you", "locale=en-US&email=a%40b.c", "IwAR0abc_DEF-123", uint64(2), true)
+	f.Add("account/reset/6543210987", "", "order=1001&code=SUMMER20;cart=x", "", uint64(3), true)
+	f.Add("a%2Fb/@x/jane%40x.example", "0f1e2d3c4b5a69788796a5b4c3d2e1f0/x", "fbclid=other&&flag&p=+1 555 010 0999", "E.C.P.abc", uint64(4), false)
+	f.Add("products/blue-cotton-t-shirt-2024", "2024/11/29", "gclid=Cj0&ttclid=E.C.P.x", "ClkKCQiA-_.", uint64(5), true)
+	f.Fuzz(func(t *testing.T, prefix, suffix, query, clickID string, seed uint64, base62 bool) {
+		// Bounded so that the URL, its '@' segments turned into "redacted" included, stays within
+		// 2048 bytes and keeps its query.
+		prefix, suffix, query, clickID = limit(prefix, 150), limit(suffix, 150), limit(query, 200), limit(clickID, 100)
+		r := rand.New(rand.NewPCG(seed, seed>>32))
+		alphabet := hexDigits
+		if base62 {
+			alphabet = base62Digits
+		}
+		token := randomString(r, alphabet, 32)
+		fbclid := mapInto(clickID, clickIDDigits)
+		gclid := randomString(r, clickIDDigits, 1+r.IntN(100))
+		ttclid := "E.C.P." + randomString(r, clickIDDigits, r.IntN(90))
+
+		before, after := escapeSegments(prefix), escapeSegments(suffix)
+		in := "https://shop.example/" + strings.Join(slices.Concat(before, []string{token}, after), "/") +
+			"?" + printableQuery(query) + "&fbclid=" + fbclid + "&gclid=" + gclid + "&ttclid=" + ttclid
+		out, err := PageURL(in)
+		if err != nil {
+			t.Fatalf("PageURL(%q): %v", in, err)
+		}
+		p, err := url.Parse(out)
+		if err != nil {
+			t.Fatalf("PageURL(%q) = %q, which url.Parse refuses: %v", in, out, err)
+		}
+		segs := strings.Split(p.EscapedPath(), "/")
+		if len(segs) != len(before)+len(after)+2 || segs[len(before)+1] != "redacted" {
+			t.Fatalf("PageURL(%q) = %q: the token's segment %d is not \"redacted\"", in, out, len(before)+1)
+		}
+		for _, d := range decodings(p.EscapedPath(), false) {
+			if strings.Contains(d, token) {
+				t.Fatalf("PageURL(%q) = %q keeps the token %q in its path", in, out, token)
+			}
+		}
+		params := rawParams(p.RawQuery)
+		for _, want := range []string{"fbclid=" + fbclid, "gclid=" + gclid, "ttclid=" + ttclid} {
+			if !slices.Contains(params, want) {
+				t.Fatalf("PageURL(%q) = %q lost or changed %q", in, out, want)
+			}
+		}
+		if again, err := PageURL(out); again != out || err != nil {
+			t.Fatalf("PageURL(%q) = %q, but PageURL of that = %q, %v", in, out, again, err)
+		}
+	})
+}
+
+func limit(s string, n int) string { return s[:min(len(s), n)] }
+
+func randomString(r *rand.Rand, alphabet string, n int) string {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = alphabet[r.IntN(len(alphabet))]
+	}
+	return string(b)
+}
+
+// mapInto maps each byte of s onto alphabet, so that every fuzzed string gives a value.
+func mapInto(s, alphabet string) string {
+	b := []byte(s)
+	for i, c := range b {
+		b[i] = alphabet[int(c)%len(alphabet)]
+	}
+	return string(b)
+}
+
+// escapeSegments splits a fuzzed path at '/' and escapes each segment, so that none holds a '/'.
+func escapeSegments(path string) []string {
+	if path == "" {
+		return nil
+	}
+	segs := strings.Split(path, "/")
+	for i, s := range segs {
+		segs[i] = url.PathEscape(s)
+	}
+	return segs
+}
+
+// printableQuery keeps the printable ASCII of a fuzzed query but the '#' that would end it.
+func printableQuery(q string) string {
+	return strings.Map(func(r rune) rune {
+		if r <= ' ' || r > '~' || r == '#' {
+			return -1
+		}
+		return r
+	}, q)
 }

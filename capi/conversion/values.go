@@ -1,6 +1,7 @@
 package conversion
 
 import (
+	"bytes"
 	"errors"
 	"net/url"
 	"strings"
@@ -172,28 +173,41 @@ func ParseLocale(acceptLanguage string) string {
 
 // PageURL returns the form of a page URL that may be kept in a visitor record and sent as an
 // event's source URL or referrer: an absolute http or https URL without user info or fragment, and
-// without the personal data a buyer's browser puts into URLs. A checkout form that submits by GET
-// puts every field into the thank-you page's URL and the next page's Referer, and plaintext personal
-// data must reach neither the disk nor a platform. PageURL removes:
+// without the personal data or secret access tokens a buyer's browser puts into URLs. A checkout
+// form that submits by GET puts every field into the thank-you page's URL and the next page's
+// Referer, and an order status, checkout or password reset URL carries the token that opens the
+// buyer's order or account to whoever holds it; neither may reach the disk or a platform. PageURL
+// removes:
 //
 //   - a query parameter whose name, or any segment of a bracketed or dotted name
 //     ("checkout[shipping_address][zip]", "customer.email", "billing_first_name"), names a personal
-//     field or a credential (see personalNames); names are compared case-insensitively and without
+//     field or a credential (see personalNames), or ends in one ("reset_password_token",
+//     "client_secret", "new_password"); names are compared case-insensitively and without
 //     separators, so "First-Name", "firstName" and "first_name" are one name;
+//   - a query parameter whose name suggests a token without always holding one (code, hash, cart,
+//     checkout, order, a session ID, a name ending in key: see tokenWords) and whose value looks
+//     like a token by the path rule below: "?order=1001" and "?code=SUMMER20" stay,
+//     "?cart=<32 hex>" goes;
 //   - a query parameter whose name or value holds an '@' (an email address);
 //   - a query parameter whose name or value looks like a phone number: an optional '+' and 7 to 15
 //     digits grouped by spaces, dashes, dots or parentheses ("+1 555 010 0999", "(555) 010-0999");
 //     a plain number ("1001", "39912345678901", "12345.67") is an ID or a price and stays;
-//   - the path segments that hold an '@': each becomes "redacted", so the page stays recognizable.
+//   - the path segments that hold an '@' or look like a secret token (see tokenLike): each becomes
+//     "redacted", so the page stays recognizable: "/12345678/orders/<32 hex>/authenticate",
+//     "/checkouts/cn/<token>/thank-you" and "/account/reset/<id>/<token>" keep their shape, IDs
+//     and words. A UUID is redacted too: it is the dashed form of 32 hex digits, and a random one
+//     is as good a key to a guest's order as any token.
 //
-// Names and values are judged in every form up to three percent-decodings deep, so "%2540" is an
-// '@'; a parameter that carries several pieces separated by ';' goes if any piece would. Click IDs
-// (fbclid, gclid, gbraid, wbraid, ttclid) and utm_ parameters are kept, since attribution needs
-// them: no name in the table matches them, and the phone rule does not apply to their values, which
-// the ad platforms and marketers set ("utm_campaign=2024-11-29"); only an '@' removes them. The
-// parameters kept keep their raw form and order. A URL longer than 2048 bytes loses its query; one
-// that is still too long, or is not an absolute http(s) URL, is refused. PageURL is idempotent: its
-// output, fed back, comes out unchanged.
+// Names, values and path segments are judged in every form up to three percent-decodings deep, so
+// "%2540" is an '@'; a parameter that carries several pieces separated by ';' goes if any piece
+// would. Click IDs (fbclid, gclid, gbraid, wbraid, ttclid) and utm_ parameters are kept with their
+// raw value, since attribution needs them: they are long random strings, which is why the token
+// rule judges only parameters named for a token and never the query at large, and the phone rule
+// does not apply to their values, which the ad platforms and marketers set
+// ("utm_campaign=2024-11-29"); only an '@' removes them. The parameters kept keep their raw form and
+// order. A URL longer than 2048 bytes loses its query; one that is still too long, or is not an
+// absolute http(s) URL, is refused. PageURL is idempotent: its output, fed back, comes out
+// unchanged.
 func PageURL(raw string) (string, error) {
 	if raw == "" {
 		return "", nil
@@ -228,38 +242,204 @@ func PageURL(raw string) (string, error) {
 	return out, nil
 }
 
-// redactedSegment replaces a path segment that holds an email address.
+// redactedSegment replaces a path segment that holds an email address or a secret token.
 const redactedSegment = "redacted"
 
 // maxDecodings is how many times a name, value or path segment is percent-decoded in search of
 // personal data: a value escaped once more by a redirect or a tracking link ("%2540") is still read.
 const maxDecodings = 3
 
-// redactPath replaces each path segment that holds an '@' with redactedSegment. It works on the
-// escaped path, so "a%2Fb" stays one segment and the other segments keep their raw form.
+// redactPath replaces each path segment that holds an '@' or a secret token with redactedSegment.
+// It works on the escaped path, so "a%2Fb" stays one segment and the other segments keep their raw
+// form. A path with nothing to replace is left as it is, without allocating.
 func redactPath(u *url.URL) error {
 	escaped := u.EscapedPath()
-	if !strings.ContainsAny(escaped, "@%") {
-		return nil // an '@' is there raw or behind an escape
-	}
-	segs := strings.Split(escaped, "/")
-	changed := false
-	for i, seg := range segs {
-		if holdsAt(seg) {
-			segs[i] = redactedSegment
-			changed = true
+	var rawPath []byte // escaped with its replacements, once there is one
+	copied := 0        // escaped[:copied] is in rawPath
+	for start := 0; start < len(escaped); {
+		end := strings.IndexByte(escaped[start:], '/')
+		if end < 0 {
+			end = len(escaped)
+		} else {
+			end += start
 		}
+		if seg := escaped[start:end]; holdsAt(seg) || secretToken(seg, false) {
+			if rawPath == nil {
+				rawPath = make([]byte, 0, len(escaped)+len(redactedSegment))
+			}
+			rawPath = append(rawPath, escaped[copied:start]...)
+			rawPath = append(rawPath, redactedSegment...)
+			copied = end
+		}
+		start = end + 1
 	}
-	if !changed {
+	if rawPath == nil {
 		return nil
 	}
-	rawPath := strings.Join(segs, "/")
-	path, err := url.PathUnescape(rawPath)
+	raw := string(append(rawPath, escaped[copied:]...))
+	path, err := url.PathUnescape(raw)
 	if err != nil {
 		return err
 	}
-	u.Path, u.RawPath = path, rawPath
+	u.Path, u.RawPath = path, raw
 	return nil
+}
+
+// Lengths in the token rule (see tokenLike).
+const (
+	// minHexToken is the shortest run of hex digits taken for a token: 64 random bits. Shopify's
+	// order status and checkout tokens have 32.
+	minHexToken = 16
+	// minToken is the shortest base62 or base64url string taken for a token: about 119 random bits,
+	// and longer than the product codes, SKUs and short links that mix letters and digits.
+	minToken = 20
+	// maxIDDigits is the length of the largest unsigned 64-bit number; a longer number is no
+	// record ID but a code.
+	maxIDDigits = 20
+	// uuidHexDigits is how many hex digits a UUID has.
+	uuidHexDigits = 32
+)
+
+// secretToken reports whether a path segment or a query value, raw or in any of its first
+// maxDecodings percent-decodings, looks like a secret token.
+func secretToken(s string, plusIsSpace bool) bool {
+	return anyDecoding(s, plusIsSpace, tokenLike)
+}
+
+// tokenLike is the rule for a secret access token in a path segment or a query value. Random
+// tokens are told from the handles, slugs, IDs and codes around them by length and by mixing
+// what words keep apart; the string is read as pieces, its runs of ASCII letters and digits
+// ("blue-cotton-t-shirt-2024" has five). It is a token when
+//
+//   - a piece is at least 16 hex digits and not all decimal ("0f1e2d3c4b5a6978…", Shopify's order
+//     status and checkout tokens, Laravel's reset tokens, an account activation's
+//     "<32 hex>-<timestamp>");
+//   - a piece is a number longer than 20 digits, longer than any 64-bit record ID;
+//   - pieces of hex digits joined by dashes or underscores hold 32 hex digits with letters and digits
+//     among them: a UUID, also inside a longer segment ("order-123e4567-e89b-12d3-a456-426614174000");
+//   - a piece of 20 or more characters does not read as words (see readsAsWords): letters and
+//     digits together ("hWN4tNK8MzT3t1aFGWwDWxAD", "Z2NwLXVzLWNlbnRyYWwx…", a JWT's parts), or mixed
+//     case that is not words run together;
+//   - the whole string is 20 or more characters of base64url's alphabet ('.', '~' and '=' too) and a
+//     piece of it does not read as words, as a base64url token cut by its own '-' and '_' does.
+//
+// So "/products/blue-cotton-t-shirt-2024", "/collections/summer-sale", "/orders/1001", "/12345678/",
+// "/2024/11/29/", "/p/AB12", "SKU-1001-XL", "/products/iphone-15-pro-max-256gb" and
+// "/Account/ForgotPasswordConfirmation" stay. What it gets wrong, knowingly: a slug of 20 or more
+// characters with letters and digits and no dashes ("tshirtsummer2024edition"), a long lower-case hex
+// product code and a MongoDB ObjectID (24 hex) are redacted though no secret; a token shorter than
+// these lengths, one in a single case without digits, or one cut by dashes into short one-case
+// groups ("k3j4h5-g6f7d8-s9a0p1-o2i3u4") is kept.
+func tokenLike(s string) bool {
+	if len(s) < minHexToken {
+		return false // shorter than every kind of token below; most segments end here
+	}
+	unreserved := true // s holds only base64url's alphabet, '.', '~' and '='
+	wordy := true      // every piece so far reads as words
+	// The current run of hex pieces joined by dashes or underscores: its hex digits, and whether it
+	// has letters and digits among them.
+	dashedHex, hexLetter, hexDigit := 0, false, false
+	for i := 0; i < len(s); {
+		if !isAlnum(s[i]) {
+			switch s[i] {
+			case '-', '_': // joins the groups of a UUID or of hex
+			case '.', '~', '=':
+				dashedHex, hexLetter, hexDigit = 0, false, false
+			default:
+				unreserved = false
+				dashedHex, hexLetter, hexDigit = 0, false, false
+			}
+			i++
+			continue
+		}
+		start := i
+		var lower, upper, digit, nonHex bool
+		for ; i < len(s) && isAlnum(s[i]); i++ {
+			switch c := s[i]; {
+			case 'a' <= c && c <= 'z':
+				lower, nonHex = true, nonHex || c > 'f'
+			case 'A' <= c && c <= 'Z':
+				upper, nonHex = true, nonHex || c > 'F'
+			default:
+				digit = true
+			}
+		}
+		piece := s[start:i]
+		letters := lower || upper
+		switch {
+		case !nonHex && letters && len(piece) >= minHexToken:
+			return true
+		case !letters && len(piece) > maxIDDigits:
+			return true
+		}
+		if nonHex {
+			dashedHex, hexLetter, hexDigit = 0, false, false
+		} else {
+			dashedHex += len(piece)
+			hexLetter, hexDigit = hexLetter || letters, hexDigit || digit
+			if dashedHex >= uuidHexDigits && hexLetter && hexDigit {
+				return true
+			}
+		}
+		if !readsAsWords(piece, lower, upper, digit) {
+			if len(piece) >= minToken {
+				return true
+			}
+			wordy = false
+		}
+	}
+	return len(s) >= minToken && unreserved && !wordy
+}
+
+// readsAsWords reports whether a piece of letters and digits (lower, upper and digit say which it
+// has) reads as a word, a number, a code or words run together rather than as random characters.
+// A piece in one case reads so unless it is long and mixes letters and digits: "summer", "2024",
+// "256gb", "SKU1001XL" and "DONAUDAMPFSCHIFFFAHRT" do, a 20-character "k3j4h5g6f7d8s9a0p1o2" does
+// not. A piece in mixed case must be words run together (see camelWords).
+func readsAsWords(piece string, lower, upper, digit bool) bool {
+	long := len(piece) >= minToken
+	if !lower || !upper {
+		return !(long && digit && (lower || upper))
+	}
+	return camelWords(piece, long)
+}
+
+// camelWords reports whether a mixed-case piece is words run together, each a capital followed by
+// lower-case letters and holding a vowel (y counts), the first maybe without its capital ("iPhone",
+// "ForgotPasswordConfirmation", "ContactUsThankYouPage"). A short piece may have digits after a word
+// ("iPhone15ProMax", "AirMax90"); a long one (strict) must be letters alone. Random mixed case
+// breaks the pattern within a few letters, with two capitals in a row or a word without a vowel;
+// so does a name like "McDonalds", which a long segment then loses.
+func camelWords(piece string, strict bool) bool {
+	for i := 0; i < len(piece); {
+		start := i
+		if isUpper(piece[i]) {
+			i++
+		} else if i > 0 {
+			return false // after digits, a word starts with its capital
+		}
+		lowers := i
+		for i < len(piece) && 'a' <= piece[i] && piece[i] <= 'z' {
+			i++
+		}
+		digits := i
+		for !strict && i < len(piece) && '0' <= piece[i] && piece[i] <= '9' {
+			i++
+		}
+		switch {
+		case digits == lowers && (digits == i || start == lowers):
+			return false // neither letters after the capital nor digits after a lone capital
+		case digits > lowers && !strings.ContainsAny(piece[start:digits], "aeiouyAEIOUY"):
+			return false
+		}
+	}
+	return true
+}
+
+func isUpper(c byte) bool { return 'A' <= c && c <= 'Z' }
+
+func isAlnum(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9'
 }
 
 // withoutPersonalData removes from a raw query the parameters personalParam finds. The others keep
@@ -315,10 +495,13 @@ func personalParam(part string) bool {
 
 func personalPiece(piece string) bool {
 	name, value, _ := strings.Cut(piece, "=")
-	if holdsAt(piece) || personalName(name) {
+	switch {
+	case holdsAt(piece):
 		return true
+	case attributionParam(name):
+		return false
 	}
-	return !attributionParam(name) && (phoneLike(name) || phoneLike(value))
+	return personalName(name) || phoneLike(name) || phoneLike(value) || tokenName(name) && secretToken(value, true)
 }
 
 // attributionParam reports whether a parameter is a click ID or a utm_ parameter, whose values the
@@ -389,7 +572,22 @@ var personalNames = compactSet(
 	"card", "card_number", "cc", "cc_number", "ccnum", "cvv", "cvc", "card_cvc",
 	"token", "cart_token", "access_token", "id_token", "refresh_token", "auth", "secret",
 	"client_secret", "api_key", "key", "session", "session_id", "sid",
+	"signature", "sig", "nonce", "otp", "order_key", "reset_key", "activation_key",
+	// the login name a WordPress password reset link carries next to its key
+	"login",
 )
+
+// credentialSuffixes end the names of parameters that hold nothing but a credential, whatever
+// comes before: "reset_password_token", "checkout_token", "client_secret", "new_password".
+var credentialSuffixes = []string{"token", "secret", "password", "passwd", "signature", "nonce"}
+
+// tokenWords end the names of parameters that may hold a token or something harmless: an order's
+// key or its number, a cart's token or its ID, an OAuth code or a discount code, a session or a
+// content hash. Their values are judged by the token rule (tokenLike) rather than dropped by name:
+// "?order=1001" and "?code=SUMMER20" stay, "?cart=<32 hex>" goes. A trailing "id" is ignored, so
+// "cart_id", "checkout_id" and "PHPSESSID" are judged too.
+var tokenWords = []string{"key", "hash", "sig", "code", "auth", "session", "sess", "checkout", "cart",
+	"order"}
 
 // contextPrefixes are stripped once from a name segment before the lookup, as package capture does:
 // "billing_first_name", "shippingCity" and "customerEmail" are first_name, city and email.
@@ -405,20 +603,37 @@ func compactSet(names ...string) map[string]bool {
 }
 
 // personalName reports whether a raw parameter name, in any of its decodings, has a segment that
-// names personal data. Segments are split at '[', ']' and '.'; a segment of digits alone (an array
-// index) names nothing.
+// names personal data or a credential. Segments are split at '[', ']' and '.'; a segment of digits
+// alone (an array index) names nothing.
 func personalName(raw string) bool {
-	return anyDecoding(raw, true, namesPersonalData)
+	return anyDecoding(raw, true, func(name string) bool { return anySegment(name, personalSegment) })
 }
 
-func namesPersonalData(name string) bool {
+// tokenName reports whether a raw parameter name, in any of its decodings, has a segment that ends
+// in one of tokenWords.
+func tokenName(raw string) bool {
+	return anyDecoding(raw, true, func(name string) bool { return anySegment(name, tokenSegment) })
+}
+
+// segmentTest says which test anySegment applies to a name's segments. It is a constant rather than
+// a func value so that the compiler sees the segment buffer stay on the stack: a func value it
+// cannot see into makes the buffer escape, one allocation per parameter name.
+type segmentTest int
+
+const (
+	personalSegment segmentTest = iota
+	tokenSegment
+)
+
+// anySegment reports whether test holds for a segment of a parameter name, in compact form.
+func anySegment(name string, test segmentTest) bool {
 	var buf [64]byte
 	seg := buf[:0]
 	letters, long := false, false
 	check := func() bool {
-		found := letters && !long && personalSegment(seg)
+		ok := letters && !long && test.holds(seg)
 		seg, letters, long = buf[:0], false, false
-		return found
+		return ok
 	}
 	for _, r := range name {
 		switch {
@@ -446,12 +661,25 @@ func namesPersonalData(name string) bool {
 	return check()
 }
 
-// personalSegment looks up one compact segment, as it is and without one context prefix, and each
-// of those again without trailing digits ("email2", "address1", "billing_phone2").
-func personalSegment(seg []byte) bool {
+func (test segmentTest) holds(seg []byte) bool {
+	if test == tokenSegment {
+		return namesToken(seg)
+	}
+	return namesPersonalData(seg)
+}
+
+// namesPersonalData looks up one compact segment, as it is and without one context prefix, and each
+// of those again without trailing digits ("email2", "address1", "billing_phone2"); a segment that
+// ends in a credential suffix names a credential.
+func namesPersonalData(seg []byte) bool {
 	lookup := func(s []byte) bool {
 		if personalNames[string(s)] {
 			return true
+		}
+		for _, suffix := range credentialSuffixes {
+			if len(s) >= len(suffix) && string(s[len(s)-len(suffix):]) == suffix {
+				return true
+			}
 		}
 		for _, p := range contextPrefixes {
 			if len(s) > len(p) && string(s[:len(p)]) == p && personalNames[string(s[len(p):])] {
@@ -468,6 +696,21 @@ func personalSegment(seg []byte) bool {
 		n--
 	}
 	return n < len(seg) && n > 0 && lookup(seg[:n])
+}
+
+// namesToken reports whether one compact segment, without trailing digits and a trailing "id",
+// ends in one of tokenWords.
+func namesToken(seg []byte) bool {
+	seg = bytes.TrimRight(seg, "0123456789")
+	if len(seg) > len("id") {
+		seg = bytes.TrimSuffix(seg, []byte("id"))
+	}
+	for _, w := range tokenWords {
+		if len(seg) >= len(w) && string(seg[len(seg)-len(w):]) == w {
+			return true
+		}
+	}
+	return false
 }
 
 // phoneLike reports whether a raw name or value, in any of its decodings, looks like a phone
