@@ -87,7 +87,7 @@ type Bolt struct {
 	sweepDone chan struct{}
 	closed    atomic.Bool
 
-	partsMu sync.Mutex
+	partsMu sync.RWMutex
 	parts   map[string]*partition
 
 	// resMu guards reserved (dedup keys logged or about to be, not yet applied) and the set of
@@ -115,8 +115,11 @@ type Bolt struct {
 	// appliedCh is closed and replaced whenever applied or applyErr changes.
 	applyMu sync.Mutex
 	pending []loggedRecord
-	// pendingBytes is the payload size of pending.
+	// pendingBytes is the payload size of pending; behind mirrors it for Enqueue's check, which
+	// must not take applyMu: the log's writer takes it for every group (logged), and an Enqueue
+	// holding it when the writer comes would hold up every caller waiting on that group.
 	pendingBytes int
+	behind       atomic.Int64
 	applied      uint64
 	// flushed is the dedup checkpoint: every record up to it has its keys in the on-disk index.
 	flushed   uint64
@@ -327,9 +330,15 @@ func (q *Bolt) openLog(segmentSize int64) error {
 }
 
 func (q *Bolt) partition(name string) *partition {
+	q.partsMu.RLock()
+	p, ok := q.parts[name]
+	q.partsMu.RUnlock()
+	if ok {
+		return p
+	}
 	q.partsMu.Lock()
 	defer q.partsMu.Unlock()
-	p, ok := q.parts[name]
+	p, ok = q.parts[name]
 	if !ok {
 		p = &partition{
 			ready:  []byte(readyPrefix + name),

@@ -179,6 +179,7 @@ func (q *Bolt) logged(first uint64, payloads [][]byte) {
 		q.pending = append(q.pending, loggedRecord{lsn: first + uint64(i), payload: p})
 		q.pendingBytes += len(p)
 	}
+	q.behind.Store(int64(q.pendingBytes))
 	q.applyMu.Unlock()
 	select {
 	case q.applyWake <- struct{}{}:
@@ -309,6 +310,7 @@ func (q *Bolt) apply(recs []loggedRecord) error {
 			for _, r := range recs {
 				q.pendingBytes -= len(r.payload)
 			}
+			q.behind.Store(int64(q.pendingBytes))
 			clear(q.pending[:len(recs)]) // let the payloads go
 			q.pending = q.pending[len(recs):]
 			q.applied, q.applyErr = last, nil
@@ -372,6 +374,9 @@ const maxUnapplied = 8 << 20
 
 // waitRoom waits while the applier is more than maxUnapplied behind.
 func (q *Bolt) waitRoom(ctx context.Context) error {
+	if q.behind.Load() < maxUnapplied {
+		return nil // the usual case, without applyMu
+	}
 	for {
 		q.applyMu.Lock()
 		behind, changed, err := q.pendingBytes, q.appliedCh, q.applyErr
