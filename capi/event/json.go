@@ -25,7 +25,7 @@ func (e *Event) AppendJSON(b []byte) ([]byte, error) {
 	withTime, err := e.Time.AppendText(b)
 	if err != nil {
 		// json.Marshal's error names the type and method, as callers have always seen it.
-		_, err = json.Marshal(e)
+		_, err = json.Marshal(*e) // a copy: e itself must not escape, nor the caller's slice with it
 		return b[:start], err
 	}
 	b = append(withTime, '"')

@@ -98,6 +98,10 @@ type appendReq struct {
 	done    chan error
 }
 
+// appendReqs pools append requests with their answer channel: two allocations per append fewer
+// for the garbage collector, which at 20,000 appends a second is felt in the appenders' latency.
+var appendReqs = sync.Pool{New: func() any { return &appendReq{done: make(chan error, 1)} }}
+
 // Open opens the log in dir, creating the directory if needed, and calls replay for every record
 // whose LSN is above after, in order, before it returns. after is the owner's checkpoint: every
 // record up to it has been applied elsewhere, so segments wholly at or below it are released. The
@@ -257,18 +261,26 @@ func (l *Log) Append(payload []byte) (uint64, error) {
 	if max := l.segSize / 4; int64(frameSize(len(payload))) > max {
 		return 0, fmt.Errorf("wal: record of %d bytes exceeds the limit of %d", len(payload), max-headerSize)
 	}
-	req := &appendReq{payload: payload, done: make(chan error, 1)}
+	req := appendReqs.Get().(*appendReq)
+	req.payload = payload
 	l.closeMu.RLock()
 	if l.closed {
 		l.closeMu.RUnlock()
+		appendReqs.Put(req)
 		return 0, ErrClosed
 	}
 	l.appends <- req
 	l.closeMu.RUnlock()
-	if err := <-req.done; err != nil {
+	err := <-req.done
+	lsn := req.lsn
+	// The writer is done with req once it has answered: it reads nothing of a request after
+	// sending on done.
+	req.payload = nil
+	appendReqs.Put(req)
+	if err != nil {
 		return 0, err
 	}
-	return req.lsn, nil
+	return lsn, nil
 }
 
 // LastLSN returns the LSN of the last record on disk: every Append that has returned has an LSN at
