@@ -101,7 +101,9 @@ type Bolt struct {
 	unflushedMin int64
 	flushing     map[[dedupKeySize]byte]int64
 	flushingLSN  uint64
-	flushKeys    int
+	// filter holds every key of the on-disk dedup index (dedupfilter.go).
+	filter    *indexFilter
+	flushKeys int
 	// flushErr is the last flush's outcome; flushedCh is closed and replaced after each flush.
 	flushErr  error
 	flushedCh chan struct{}
@@ -246,6 +248,11 @@ func OpenBolt(db *bbolt.DB, opts Options) (*Bolt, error) {
 		q.log.Close()
 		cache.Close()
 		return nil, fmt.Errorf("queue: count events in %s: %w", db.Path(), err)
+	}
+	if q.filter, err = buildIndexFilter(db); err != nil {
+		q.log.Close()
+		cache.Close()
+		return nil, err
 	}
 	q.committer = boltcommit.New(db, boltcommit.Options{MaxGroup: maxGroup, Closed: ErrClosed})
 	go q.applyLoop()
@@ -459,6 +466,7 @@ func (q *Bolt) reserve(ctx context.Context, b *loggedBatch, now int64) (*reserva
 				break
 			}
 		}
+		indexed := false // whether the on-disk index may hold one of the keys kept
 		if busy == nil {
 			n := 0
 			for i, k := range b.keys {
@@ -471,6 +479,7 @@ func (q *Bolt) reserve(ctx context.Context, b *loggedBatch, now int64) (*reserva
 				q.reserved[string(k)] = res
 				b.keys[n], b.events[n] = k, b.events[i]
 				n++
+				indexed = indexed || q.filter.mayHold(k)
 			}
 			b.keys, b.events = b.keys[:n], b.events[:n]
 		}
@@ -482,6 +491,13 @@ func (q *Bolt) reserve(ctx context.Context, b *loggedBatch, now int64) (*reserva
 			case <-ctx.Done():
 				return nil, ctx.Err()
 			}
+		}
+		if !indexed {
+			// None of the keys is in the on-disk index: the filter is certain of that.
+			if len(b.keys) == 0 {
+				close(res.done)
+			}
+			return res, nil
 		}
 		if err := q.dropIndexed(b, res, now); err != nil {
 			q.resMu.Lock()

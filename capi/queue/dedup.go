@@ -125,6 +125,16 @@ func (q *Bolt) FlushDedup(ctx context.Context) error {
 		}
 	}
 	slices.SortFunc(entries, func(a, b dedupEntry) int { return bytes.Compare(a.key[:], b.key[:]) })
+	// Into the filter before the index, and so before they leave flushing: Enqueue, once it no
+	// longer finds a key in memory, reads the index only if the filter says it may be there. In
+	// chunks, so that Enqueue is not held up for the whole set.
+	for start := 0; start < len(entries); start += filterChunk {
+		q.resMu.Lock()
+		for _, e := range entries[start:min(start+filterChunk, len(entries))] {
+			q.filter.add(e.key[:])
+		}
+		q.resMu.Unlock()
+	}
 	for start := 0; ; start += dedupFlushChunk {
 		part := entries[start:min(start+dedupFlushChunk, len(entries))]
 		last := start+len(part) == len(entries)
@@ -151,13 +161,28 @@ func (q *Bolt) FlushDedup(ctx context.Context) error {
 	}
 	q.resMu.Lock()
 	q.flushing = nil
+	full := q.filter.full()
 	q.resMu.Unlock()
 	q.applyMu.Lock()
 	q.flushed = max(q.flushed, lsn)
 	q.applyMu.Unlock()
 	q.releaseLog()
+	if full {
+		// Sized for twice the index as it is now. Only a flush adds keys to the index, and this
+		// one holds flushMu, so the new filter misses none.
+		f, err := buildIndexFilter(q.db)
+		if err != nil {
+			return err // the old filter stays: still exact, only less selective
+		}
+		q.resMu.Lock()
+		q.filter = f
+		q.resMu.Unlock()
+	}
 	return nil
 }
+
+// filterChunk is how many keys a flush adds to the filter per hold of resMu.
+const filterChunk = 4096
 
 // releaseLog lets the log recycle the segments below both checkpoints. A failed release leaves
 // segments on disk until the next one succeeds; nothing is lost.

@@ -145,3 +145,49 @@ func TestDedupFlushesWhenTheSetPassesItsBound(t *testing.T) {
 		t.Fatalf("re-enqueueing every flushed and unflushed key stored %d", n)
 	}
 }
+
+// Keys that only the on-disk index holds (flushed, and gone from the small ristretto cache) are
+// refused as duplicates in the same process: the index filter learns them before they leave
+// memory. Past the filter's capacity a flush rebuilds it larger, and it still knows every key.
+func TestDedupKeysOnlyOnDiskAreRefusedAndTheFilterGrows(t *testing.T) {
+	queue.SetMinFilterCapacity(t, 64)
+	db := openDB(t, filepath.Join(t.TempDir(), "capi.db"))
+	q, err := queue.OpenBolt(db, queue.Options{DedupCacheSize: 16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	ctx := context.Background()
+	first := idRange("disk", 0, 100)
+	if n := enqueueEach(t, q, first...); n != len(first) {
+		t.Fatalf("%d of %d new", n, len(first))
+	}
+	if err := q.WaitApplied(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.FlushDedup(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := indexed(t, db); got != len(first) {
+		t.Fatalf("index holds %d keys, want %d", got, len(first))
+	}
+	if n := enqueueEach(t, q, first...); n != 0 {
+		t.Fatalf("%d keys only on disk were enqueued again", n)
+	}
+	if c := q.FilterCapacity(); c < 2*len(first) {
+		t.Fatalf("filter capacity %d after %d keys past its size; want it rebuilt for twice the index", c, len(first))
+	}
+	more := idRange("disk", 100, 300)
+	if n := enqueueEach(t, q, more...); n != len(more) {
+		t.Fatalf("%d of %d new keys enqueued: the filter refused new keys", n, len(more))
+	}
+	if err := q.WaitApplied(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.FlushDedup(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := enqueueEach(t, q, append(first, more...)...); n != 0 {
+		t.Fatalf("%d keys only on disk were enqueued again after the filter was rebuilt", n)
+	}
+}

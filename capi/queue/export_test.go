@@ -35,3 +35,18 @@ func (q *Bolt) ResumeApplying() {
 
 // WaitApplied waits until the applier has moved into bbolt everything logged before the call.
 func (q *Bolt) WaitApplied(ctx context.Context) error { return q.waitApplied(ctx) }
+
+// SetMinFilterCapacity sizes the dedup index filters made until the test ends for at least n keys,
+// so that a test can make one fill up and be rebuilt.
+func SetMinFilterCapacity(t interface{ Cleanup(func()) }, n int) {
+	old := minFilterCapacity
+	minFilterCapacity = n
+	t.Cleanup(func() { minFilterCapacity = old })
+}
+
+// FilterCapacity reports how many keys the dedup index filter is sized for.
+func (q *Bolt) FilterCapacity() int {
+	q.resMu.Lock()
+	defer q.resMu.Unlock()
+	return q.filter.capacity
+}
