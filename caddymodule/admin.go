@@ -20,6 +20,7 @@ import (
 	"github.com/caddy-capi/caddy-capi/capi/identity"
 	"github.com/caddy-capi/caddy-capi/capi/platform"
 	"github.com/caddy-capi/caddy-capi/capi/queue"
+	"github.com/caddy-capi/caddy-capi/capi/signal"
 )
 
 func init() {
@@ -395,10 +396,12 @@ type eraseRequest struct {
 	VisitorID string `json:"visitor_id"`
 }
 
-// eraseResponse confirms that no record of the visitor is left, whether or not there was one.
+// eraseResponse confirms that no record of the visitor is left, whether or not there was one, and
+// counts the dead letters of theirs that were dropped with it.
 type eraseResponse struct {
-	VisitorID string `json:"visitor_id"`
-	Erased    bool   `json:"erased"`
+	VisitorID          string `json:"visitor_id"`
+	Erased             bool   `json:"erased"`
+	DeadLettersDropped int    `json:"dead_letters_dropped"`
 }
 
 func (AdminAPI) handleErase(w http.ResponseWriter, r *http.Request) error {
@@ -412,7 +415,7 @@ func (AdminAPI) handleErase(w http.ResponseWriter, r *http.Request) error {
 	if !identity.ValidVisitorID(req.VisitorID) {
 		return badRequest(errors.New("visitor_id: expected the 24-character visitor ID from the _capi_vid cookie"))
 	}
-	s, _, err := openStorage(r)
+	s, engine, err := openStorage(r)
 	if err != nil {
 		return err
 	}
@@ -423,7 +426,13 @@ func (AdminAPI) handleErase(w http.ResponseWriter, r *http.Request) error {
 	if err := visitors.Erase(r.Context(), req.VisitorID); err != nil {
 		return caddy.APIError{HTTPStatus: http.StatusInternalServerError, Err: err}
 	}
-	return writeJSON(w, eraseResponse{VisitorID: req.VisitorID, Erased: true})
+	// Dead letters keep the event as it was, IP and user agent included; events still waiting
+	// are sent (they are conversions already owed to the platforms).
+	dropped, err := engine.DropDeadLettersOf(r.Context(), signal.ExternalID(req.VisitorID))
+	if err != nil {
+		return caddy.APIError{HTTPStatus: http.StatusInternalServerError, Err: err}
+	}
+	return writeJSON(w, eraseResponse{VisitorID: req.VisitorID, Erased: true, DeadLettersDropped: dropped})
 }
 
 // openStorage picks the storage a request is about (?storage=<path>, or the only one in use) and

@@ -19,6 +19,7 @@ import (
 	"github.com/caddy-capi/caddy-capi/capi/event"
 	"github.com/caddy-capi/caddy-capi/capi/platform"
 	"github.com/caddy-capi/caddy-capi/capi/queue"
+	"github.com/caddy-capi/caddy-capi/capi/signal"
 	"github.com/caddy-capi/caddy-capi/capi/store"
 )
 
@@ -365,6 +366,7 @@ func TestAdminEraseVisitor(t *testing.T) {
 	a, sel := heldApp(t, nil)
 	ctx := context.Background()
 	const id = "abcdefghijklmnopqrstuvwx"
+	const id0 = id
 	if _, err := a.storage.visitors.Update(ctx, id, func(v *store.Visitor) error {
 		v.User.IP = "203.0.113.7"
 		v.Clicks = map[string]store.Click{store.ClickGCLID: {Value: "gclid-1", FirstSeen: time.Now(), LastSeen: time.Now()}}
@@ -375,9 +377,19 @@ func TestAdminEraseVisitor(t *testing.T) {
 	if _, found, err := a.storage.visitors.FindByClickID(ctx, store.ClickGCLID, "gclid-1"); !found || err != nil {
 		t.Fatalf("the visitor is not findable by click ID before the erasure: %v", err)
 	}
+	// Two of the visitor's events and one of someone else's sit in the dead letters.
+	theirs := func(id string) event.Event {
+		e := personal(id)
+		e.User.ExternalID = signal.ExternalID(id0)
+		return e
+	}
+	bury(t, a, "meta: (#100) Invalid parameter", theirs("dl-a"), personal("dl-other"), theirs("dl-b"))
 	status, body := adminCall(t, AdminAPI{}.handleErase, http.MethodPost, "/capi/visitors/erase?"+sel, `{"visitor_id":"`+id+`"}`)
-	if status != http.StatusOK || !decodeInto[eraseResponse](t, body).Erased {
-		t.Fatalf("erase: %d %s", status, body)
+	if resp := decodeInto[eraseResponse](t, body); status != http.StatusOK || !resp.Erased || resp.DeadLettersDropped != 2 {
+		t.Fatalf("erase: %d %s; want erased with their 2 dead letters", status, body)
+	}
+	if dead, err := a.storage.queue.DeadLetters(ctx, platform.Meta, "", 10); err != nil || len(dead) != 1 || dead[0].Event.ID != "dl-other" {
+		t.Errorf("dead letters left: %+v, %v; want only the other visitor's", dead, err)
 	}
 	if _, found, err := a.storage.visitors.Get(ctx, id); found || err != nil {
 		t.Errorf("the visitor is still there: %v, %v", found, err)

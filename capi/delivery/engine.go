@@ -717,35 +717,75 @@ func (e *Engine) ExpireDeadLetters(ctx context.Context) (int, error) {
 			continue
 		}
 		cutoff := now.Add(-pc.maxAge - DeadLetterGrace)
-		for after := ""; ; {
-			page, err := e.q.DeadLetters(ctx, name, after, deadLetterPage)
-			if err != nil {
-				return dropped, fmt.Errorf("delivery: expire %s dead letters: %w", name, err)
+		n, err := e.dropDeadLettersWhere(ctx, name, func(d queue.DeadLetter) bool {
+			happened := d.Event.Time
+			if happened.IsZero() {
+				happened = d.Enqueued
 			}
-			var old []string
-			for _, d := range page {
-				happened := d.Event.Time
-				if happened.IsZero() {
-					happened = d.Enqueued
-				}
-				if happened.Before(cutoff) {
-					old = append(old, d.ID)
-				}
-			}
-			if len(old) > 0 {
-				n, err := e.q.Drop(ctx, name, old...)
-				dropped += n
-				if err != nil {
-					return dropped, fmt.Errorf("delivery: expire %s dead letters: %w", name, err)
-				}
-			}
-			if len(page) < deadLetterPage {
-				break
-			}
-			after = page[len(page)-1].ID
+			return happened.Before(cutoff)
+		})
+		dropped += n
+		if err != nil {
+			return dropped, fmt.Errorf("delivery: expire %s dead letters: %w", name, err)
 		}
 	}
 	return dropped, nil
+}
+
+// DropDeadLettersOf drops every platform's dead letters whose event carries externalID (a
+// visitor's hashed ID, event.User.ExternalID), for a visitor's erasure, and returns how many it
+// dropped. Events still waiting for delivery are left to be sent.
+func (e *Engine) DropDeadLettersOf(ctx context.Context, externalID string) (int, error) {
+	if externalID == "" {
+		return 0, errors.New("delivery: drop dead letters of a visitor: no external ID")
+	}
+	stats, err := e.q.Stats(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("delivery: drop dead letters of a visitor: %w", err)
+	}
+	dropped := 0
+	for name, st := range stats {
+		if st.DeadLetters == 0 {
+			continue
+		}
+		n, err := e.dropDeadLettersWhere(ctx, name, func(d queue.DeadLetter) bool {
+			return d.Event.User.ExternalID == externalID
+		})
+		dropped += n
+		if err != nil {
+			return dropped, fmt.Errorf("delivery: drop %s dead letters of a visitor: %w", name, err)
+		}
+	}
+	return dropped, nil
+}
+
+// dropDeadLettersWhere reads a platform's dead letters a page at a time and drops those drop
+// selects.
+func (e *Engine) dropDeadLettersWhere(ctx context.Context, name string, drop func(queue.DeadLetter) bool) (int, error) {
+	dropped := 0
+	for after := ""; ; {
+		page, err := e.q.DeadLetters(ctx, name, after, deadLetterPage)
+		if err != nil {
+			return dropped, err
+		}
+		var ids []string
+		for _, d := range page {
+			if drop(d) {
+				ids = append(ids, d.ID)
+			}
+		}
+		if len(ids) > 0 {
+			n, err := e.q.Drop(ctx, name, ids...)
+			dropped += n
+			if err != nil {
+				return dropped, err
+			}
+		}
+		if len(page) < deadLetterPage {
+			return dropped, nil
+		}
+		after = page[len(page)-1].ID
+	}
 }
 
 // PlatformStats is one platform's delivery state, for the admin API.

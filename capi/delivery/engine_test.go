@@ -331,6 +331,38 @@ func TestDeadLettersExpireAWeekAfterThePlatformWouldTakeThem(t *testing.T) {
 	}
 }
 
+// Erasing a visitor drops their dead letters on every platform and no one else's.
+func TestDropDeadLettersOfOneVisitor(t *testing.T) {
+	e, _ := newEngine(t, delivery.Options{})
+	meta, tiktok := newFake(platform.Meta), newFake(platform.TikTok)
+	e.SetSenders(map[string]platform.Sender{platform.Meta: meta, platform.TikTok: tiktok}, delivery.Settings{Flush: 5 * time.Millisecond})
+	old := func(id, externalID string) event.Event {
+		ev := events(id, 1)[0]
+		ev.Time = time.Now().Add(-8 * 24 * time.Hour) // too old to send: buried at once
+		ev.User.ExternalID = externalID
+		return ev
+	}
+	const erased, kept = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855", "5feceb66ffc86f38d952786c6d696c79c2dbc239dd4e91b46729d73a27fb57e9"
+	mustEnqueue(t, e, platform.Meta, old("a", erased), old("b", kept), old("c", erased))
+	mustEnqueue(t, e, platform.TikTok, old("d", erased), old("e", kept))
+	eventually(t, "all buried", func() bool {
+		return platformStats(t, e, platform.Meta).DeadLetters == 3 && platformStats(t, e, platform.TikTok).DeadLetters == 2
+	})
+	n, err := e.DropDeadLettersOf(context.Background(), erased)
+	if err != nil || n != 3 {
+		t.Fatalf("DropDeadLettersOf = %d, %v; want 3", n, err)
+	}
+	for p, want := range map[string]string{platform.Meta: "b-0000", platform.TikTok: "e-0000"} {
+		dead, err := e.DeadLetters(context.Background(), p, "", 10)
+		if err != nil || len(dead) != 1 || dead[0].Event.ID != want {
+			t.Errorf("%s dead letters left: %+v, %v; want %s only", p, dead, err, want)
+		}
+	}
+	if _, err := e.DropDeadLettersOf(context.Background(), ""); err == nil {
+		t.Error("an empty external ID was accepted: it would match events without one")
+	}
+}
+
 func TestSetSendersDuringTrafficLosesNothingAndDoublesNoWorker(t *testing.T) {
 	e, _ := newEngine(t, delivery.Options{})
 	// Two sender instances for one platform (each reload builds new ones) sharing one record.
