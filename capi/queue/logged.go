@@ -1,6 +1,7 @@
 package queue
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"fmt"
@@ -29,17 +30,27 @@ const maxApply = 2 << 20
 
 // loggedBatch is the new events of one Enqueue call, as logged:
 //
-//	version(1) enqueued(8) platformLen(uvarint) platform count(uvarint) { key(16) eventLen(uvarint) eventJSON }
+//	version(1)=2 enqueued(8) platformLen(uvarint) platform count(uvarint) { key(16) recordLen(uvarint) record }
 //
-// keys and events alias the buffer it was decoded from.
+// where each record is the event as the ready bucket stores it (record.encode: a header with
+// enqueued, no burial, no attempts and no reason, then the event's JSON), so that the applier puts
+// a slice of the logged bytes into bbolt instead of copying each event into a new record. Version
+// 1, which logs written before it hold, had the event's JSON in place of the record; both decode.
+//
+// keys, events (the JSON) and stored (the records, nil for version 1) alias the buffer it was
+// decoded from.
 type loggedBatch struct {
 	platform string
 	enqueued int64
 	keys     [][]byte
 	events   [][]byte
+	stored   [][]byte
 }
 
-const loggedVersion = 1
+const (
+	loggedVersionJSON    = 1
+	loggedVersionRecords = 2
+)
 
 // dedupKeySize is the length of dedupKey's result.
 const dedupKeySize = 16
@@ -47,17 +58,18 @@ const dedupKeySize = 16
 func (b loggedBatch) encode() []byte {
 	n := 1 + 8 + 2*binary.MaxVarintLen64 + len(b.platform)
 	for _, e := range b.events {
-		n += dedupKeySize + binary.MaxVarintLen64 + len(e)
+		n += dedupKeySize + binary.MaxVarintLen64 + recordHeaderSize + len(e)
 	}
 	out := make([]byte, 0, n)
-	out = append(out, loggedVersion)
+	out = append(out, loggedVersionRecords)
 	out = binary.BigEndian.AppendUint64(out, uint64(b.enqueued))
 	out = binary.AppendUvarint(out, uint64(len(b.platform)))
 	out = append(out, b.platform...)
 	out = binary.AppendUvarint(out, uint64(len(b.events)))
 	for i, e := range b.events {
 		out = append(out, b.keys[i]...)
-		out = binary.AppendUvarint(out, uint64(len(e)))
+		out = binary.AppendUvarint(out, uint64(recordHeaderSize+len(e)))
+		out = appendRecordHeader(out, b.enqueued)
 		out = append(out, e...)
 	}
 	return out
@@ -67,9 +79,10 @@ func (b loggedBatch) encode() []byte {
 // here means a record this version cannot read, which OpenBolt refuses rather than skips.
 func decodeLogged(p []byte) (loggedBatch, error) {
 	var b loggedBatch
-	if len(p) < 9 || p[0] != loggedVersion {
+	if len(p) < 9 || (p[0] != loggedVersionJSON && p[0] != loggedVersionRecords) {
 		return b, fmt.Errorf("%w: logged batch of %d bytes, version %d", errBadRecord, len(p), firstByte(p))
 	}
+	records := p[0] == loggedVersionRecords
 	b.enqueued = int64(binary.BigEndian.Uint64(p[1:]))
 	rest := p[9:]
 	field := func(what string) ([]byte, error) {
@@ -95,6 +108,11 @@ func decodeLogged(p []byte) (loggedBatch, error) {
 	rest = rest[k:]
 	b.keys = make([][]byte, 0, count)
 	b.events = make([][]byte, 0, count)
+	var header [recordHeaderSize]byte
+	if records {
+		b.stored = make([][]byte, 0, count)
+		appendRecordHeader(header[:0], b.enqueued)
+	}
 	for range count {
 		if len(rest) < dedupKeySize {
 			return b, fmt.Errorf("%w: logged batch: truncated key", errBadRecord)
@@ -104,6 +122,14 @@ func decodeLogged(p []byte) (loggedBatch, error) {
 		ev, err := field("event")
 		if err != nil {
 			return b, err
+		}
+		if records {
+			// Exactly the header encode writes: anything else would go into bbolt as it is.
+			if len(ev) < recordHeaderSize || !bytes.Equal(ev[:recordHeaderSize], header[:]) {
+				return b, fmt.Errorf("%w: logged batch: bad record header", errBadRecord)
+			}
+			b.stored = append(b.stored, ev)
+			ev = ev[recordHeaderSize:]
 		}
 		b.keys = append(b.keys, key)
 		b.events = append(b.events, ev)
@@ -150,7 +176,15 @@ func applyLogged(tx *bbolt.Tx, batches []loggedBatch, lsn uint64) error {
 			if err != nil {
 				return err
 			}
-			if err := ready.Put(readyKey(b.enqueued, seq), record{enqueued: b.enqueued, event: b.events[i]}.encode()); err != nil {
+			// The logged record itself: bbolt copies it into its pages at commit, and the log
+			// record it is a slice of stays in memory until the applier's commit is done.
+			var stored []byte
+			if b.stored != nil {
+				stored = b.stored[i]
+			} else {
+				stored = record{enqueued: b.enqueued, event: b.events[i]}.encode()
+			}
+			if err := ready.Put(readyKey(b.enqueued, seq), stored); err != nil {
 				return err
 			}
 		}

@@ -27,6 +27,14 @@ const (
 
 var errBadRecord = errors.New("queue: stored record is malformed")
 
+// appendRecordHeader appends the header of a waiting event's record: enqueued, never buried, no
+// attempts, no reason.
+func appendRecordHeader(b []byte, enqueued int64) []byte {
+	b = append(b, recordVersion)
+	b = binary.BigEndian.AppendUint64(b, uint64(enqueued))
+	return append(b, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+}
+
 func (r record) encode() []byte {
 	b := make([]byte, recordHeaderSize, recordHeaderSize+len(r.reason)+len(r.event))
 	b[0] = recordVersion
