@@ -267,6 +267,77 @@ func TestPostbackClickBankSaleReachesEveryPlatformJoinedToTheAdClick(t *testing.
 	}
 }
 
+// TestPostbackJoinedThroughTheLinkAloneIsAWebsiteEventWithTheVisitorsGPC: the affiliate bridge with
+// nothing else. The visitor comes from an ad straight to the tracking link, with Global Privacy
+// Control on, and never sees a page of the shop; ClickBank's INS for the sale joins them by tid.
+// Meta gets a website Purchase whose source URL is the link, with Limited Data Use, and Google is
+// told ad user data was denied.
+func TestPostbackJoinedThroughTheLinkAloneIsAWebsiteEventWithTheVisitorsGPC(t *testing.T) {
+	const (
+		fbclid  = "IwAR2e2eLinkOnly_01"
+		gclid   = "Cj0KCQiAe2eLinkOnlyGclid"
+		receipt = "E2ECB002"
+	)
+	c, meta, _, google := startPostbackSite(t)
+	client := harness.NewClient()
+	req, _ := http.NewRequest(http.MethodGet, c.URL("/go/offer?fbclid="+fbclid+"&gclid="+gclid), nil)
+	req.Header.Set("User-Agent", "Mozilla/5.0 (X11; Linux x86_64) E2E")
+	req.Header.Set("Sec-GPC", "1")
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	hop, err := url.Parse(resp.Header.Get("Location"))
+	if resp.StatusCode/100 != 3 || err != nil || hop.Query().Get("tid") == "" {
+		t.Fatalf("the link answered %d to %q", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	// The link's visit is written by the background writer, within milliseconds when idle; the INS
+	// must find it, or the sale would be recorded unjoined.
+	time.Sleep(1500 * time.Millisecond)
+
+	ins, _ := json.Marshal(map[string]any{
+		"transactionTime": time.Now().UTC().Format(time.RFC3339), "receipt": receipt, "transactionType": "SALE",
+		"vendor": "acme", "affiliate": "aff1", "role": "VENDOR", "totalOrderAmount": 19.00, "currency": "USD",
+		"trackingCodes": []string{hop.Query().Get("tid")},
+		"customer":      map[string]any{"billing": map[string]any{"firstName": "Jo", "lastName": "Buyer", "email": e2eBuyerEmail}},
+		"lineItems":     []any{map[string]any{"itemNo": "ebook", "productTitle": "The Book", "quantity": 1}},
+		"version":       8.0, "attemptCount": 1,
+	})
+	pb, err := http.Post(c.URL("/capi/pb/clickbank"), "application/json", bytes.NewReader(clickBankEnvelope(t, e2eClickBankSecret, ins)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pb.Body.Close()
+	if pb.StatusCode != http.StatusOK {
+		t.Fatalf("INS answered %d", pb.StatusCode)
+	}
+
+	m := waitMetaOrder(t, meta, "Purchase", receipt)
+	if m.Get("action_source") != "website" {
+		t.Errorf("Meta got action_source %v; want website, joined through the link", m.Get("action_source"))
+	}
+	if src, _ := m.Get("event_source_url").(string); !strings.HasPrefix(src, c.URL("/go/offer")) {
+		t.Errorf("Meta event_source_url %q; want the link the visitor followed", src)
+	}
+	if !holds(m.Get("data_processing_options"), "LDU") {
+		t.Errorf("Meta's Purchase lacks Limited Data Use for a visitor who sent Sec-GPC: %s", m.Raw)
+	}
+	g := google.WaitFor(t, 20*time.Second, "the click conversion", func(es []fakes.Event) bool {
+		for _, e := range es {
+			if e.ID == receipt {
+				return true
+			}
+		}
+		return false
+	})
+	for _, e := range g {
+		if e.ID == receipt && (!strings.Contains(string(e.Raw), `"adUserData":"DENIED"`) || strings.Contains(string(e.Raw), "hashedEmail")) {
+			t.Errorf("Google's %s for the sale does not deny ad user data, or sends it anyway: %s", e.Endpoint, e.Raw)
+		}
+	}
+}
+
 func TestPostbackShopifyOrderJoinedByCartToken(t *testing.T) {
 	const (
 		fbclid = "IwAR2e2eShopifyClick_02"
