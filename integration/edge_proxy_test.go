@@ -6,6 +6,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/caddy-capi/caddy-capi/integration/fakes"
 	"github.com/caddy-capi/caddy-capi/integration/harness"
@@ -62,5 +63,75 @@ func TestEdgeCookiesStaySecureBehindATrustedTLSProxy(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestEdgeCollectWithoutConsentIsRefusedByTheHandler: on an opt-in site, a browser that has not
+// consented posts to the collect path (a page cached from before, a script of its own). The real
+// binary answers 403 no_consent itself: the shop never sees the path, no cookie is set, nothing is
+// sent. With the consent cookie the same post is taken.
+func TestEdgeCollectWithoutConsentIsRefusedByTheHandler(t *testing.T) {
+	var shopSaw []string
+	shop := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		shopSaw = append(shopSaw, r.URL.Path)
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		io.WriteString(w, `<!doctype html><html><head><title>Shop</title></head><body>hi</body></html>`)
+	}))
+	t.Cleanup(shop.Close)
+	meta := fakes.NewMeta(t, fakes.MetaConfig{})
+	c := harness.Start(t, `{
+	capi {
+		{{.Vars.meta}}
+		delivery {
+			flush 50ms
+		}
+		consent {
+			require cookie_consent ^all$
+		}
+	}
+}
+{{.Site}} {
+	capi {
+		collect /capi/collect
+	}
+	reverse_proxy {{.Vars.shop}}
+}`, harness.Var("meta", meta.Block()), harness.Var("shop", shop.URL))
+	post := func(consent bool) *http.Response {
+		t.Helper()
+		// As window.capi.track posts it: with the page's URL, which Meta requires of a website event.
+		body := `{"name":"AddToCart","event_id":"abcdefgh12345678","url":"` + c.URL("/product") + `"}`
+		req, _ := http.NewRequest(http.MethodPost, c.URL("/capi/collect"), strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Origin", strings.TrimSuffix(c.URL("/"), "/"))
+		req.Header.Set("Sec-Fetch-Site", "same-origin")
+		req.Header.Set("User-Agent", "Mozilla/5.0 (X11; Linux x86_64) E2E")
+		if consent {
+			req.AddCookie(&http.Cookie{Name: "cookie_consent", Value: "all"})
+		}
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	res := post(false)
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != http.StatusForbidden || !strings.Contains(string(body), `"code":"no_consent"`) {
+		t.Fatalf("without consent: %d %s; want 403 no_consent", res.StatusCode, body)
+	}
+	if len(res.Header.Values("Set-Cookie")) != 0 || len(shopSaw) != 0 {
+		t.Fatalf("without consent: cookies %v, the shop saw %v", res.Header.Values("Set-Cookie"), shopSaw)
+	}
+	res = post(true)
+	res.Body.Close()
+	if res.StatusCode != http.StatusNoContent {
+		t.Fatalf("with consent: %d; want 204", res.StatusCode)
+	}
+	if e := meta.WaitEvent(t, "abcdefgh12345678", 20*time.Second); e.Name != "AddToCart" {
+		t.Errorf("Meta got %s for the consented post", e.Name)
+	}
+	if n := len(meta.EventsWithID("abcdefgh12345678")); n != 1 {
+		t.Errorf("Meta got the event %d times; the refused post must not have been sent", n)
 	}
 }
