@@ -50,8 +50,8 @@ const sweepChunk = 2000
 type Options struct {
 	// Now returns the current time. Default: time.Now.
 	Now func() time.Time
-	// DedupCacheSize is how many recent dedup keys are kept in memory in front of the on-disk index.
-	// Default: 65536.
+	// DedupCacheSize is how many dedup keys read from the on-disk index (duplicates of events
+	// flushed there) are kept in memory in front of it. Default: 65536.
 	DedupCacheSize int64
 	// SweepInterval is how often expired dedup entries are deleted from disk. Default: 10 minutes.
 	SweepInterval time.Duration

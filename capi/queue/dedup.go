@@ -26,11 +26,14 @@ import (
 // below both checkpoints, and OpenBolt replays every record above the dedup checkpoint into the set
 // (and those above the applied LSN into the buckets too), so a key is never lost inside its window.
 //
-// A key's life, and where Enqueue looks for it, in order: the ristretto cache (any time, as a
-// hint), reserved (decided new, logged or being logged, not applied), unflushed (applied, in the
-// set), flushing (applied, in the set being written), the bbolt index. A key moves from one to the
-// next only under resMu, and leaves flushing only after its flush committed, so a check under
-// resMu followed by a read of the index never misses a key that is somewhere.
+// A key's life, and where Enqueue looks for it, in order: the ristretto cache (a hint: keys found in
+// the index before, so that a repeated duplicate is not read from disk again), reserved (decided
+// new, logged or being logged, not applied), unflushed (applied, in the set), flushing (applied,
+// in the set being written), the bbolt index behind its filter (dedupfilter.go). A key moves from
+// one to the next only under resMu, and leaves flushing only after its flush committed, so a check
+// under resMu followed by a read of the index never misses a key that is somewhere. Applied keys
+// are not put in the cache: the exact sets hold them until they are flushed, and the cache's
+// admission work for every event cost more than it saved.
 
 // dedupFlushedKey, in logBucket, holds the dedup checkpoint: the LSN up to which every logged
 // record's keys are in the dedup index. Files written before it existed kept the index current with

@@ -334,12 +334,6 @@ func (q *Bolt) apply(recs []loggedRecord) error {
 			if full {
 				q.kickFlush()
 			}
-			for _, b := range batches {
-				exp := b.enqueued + int64(DedupWindow)
-				for _, k := range b.keys {
-					q.dedup.Set(string(k), exp, 1)
-				}
-			}
 			q.applyMu.Lock()
 			for _, r := range recs {
 				q.pendingBytes -= len(r.payload)
