@@ -295,7 +295,7 @@ func (e *edge) identify(w http.ResponseWriter, r *http.Request, repl *caddy.Repl
 		id:      id,
 		consent: consent,
 		req: conversion.Request{
-			URL:            requestURL(r),
+			URL:            requestURL(r, secure),
 			Referrer:       r.Referer(),
 			IP:             ip,
 			UserAgent:      r.UserAgent(),
@@ -312,10 +312,11 @@ func (e *edge) identify(w http.ResponseWriter, r *http.Request, repl *caddy.Repl
 	return v
 }
 
-// requestURL is the page's full URL as the browser addressed it.
-func requestURL(r *http.Request) string {
+// requestURL is the page's full URL as the browser addressed it, over HTTPS when https is set
+// (isHTTPS).
+func requestURL(r *http.Request, https bool) string {
 	scheme := "http"
-	if isHTTPS(r) {
+	if https {
 		scheme = "https"
 	}
 	return scheme + "://" + r.Host + r.URL.RequestURI()

@@ -77,8 +77,7 @@ func TestEdgeCollectCannotPreemptARealPurchase(t *testing.T) {
 	s.page("https://shop.example.com/")
 	for what, id := range forged {
 		body := fmt.Sprintf(`{"name":"Purchase","event_id":%q,"data":{"value":"1","currency":"USD","order_id":%q}}`, id, order)
-		res := s.do(http.MethodPost, "https://shop.example.com/capi/collect", strings.NewReader(body),
-			"Content-Type", "application/json", "Sec-Fetch-Site", "same-origin")
+		res := s.collect(body)
 		if res.err != nil || res.Code != http.StatusNoContent {
 			t.Fatalf("post with %s: %d %v", what, res.Code, res.err)
 		}
@@ -268,8 +267,7 @@ func TestCollectAnswersRateLimitAndQueueFailuresAsJSON(t *testing.T) {
 	var limited response
 	for i := range collectPerMinute + 1 {
 		body := `{"name":"ViewContent","event_id":"` + strings.Repeat("b", 10) + itoa(i) + `"}`
-		limited = s.do(http.MethodPost, "https://shop.example.com/capi/collect", strings.NewReader(body),
-			"Content-Type", "application/json", "Sec-Fetch-Site", "same-origin")
+		limited = s.collect(body)
 	}
 	// What the handler does with serveCollect's error once handler.go answers collect through
 	// answerCollect; until then the error is still returned, and answered here the same way.

@@ -51,7 +51,7 @@ func TestRequestSchemeTrustsOnlyTrustedProxies(t *testing.T) {
 			if tt.want {
 				want = "https://shop.example.com/thanks?order=1"
 			}
-			if got := requestURL(r); got != want {
+			if got := requestURL(r, isHTTPS(r)); got != want {
 				t.Errorf("requestURL = %q, want %q", got, want)
 			}
 		})

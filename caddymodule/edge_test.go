@@ -203,6 +203,13 @@ func (s *testSite) page(target string) response {
 	return s.do(http.MethodGet, target, nil, "Accept", "text/html,application/xhtml+xml", "Sec-Fetch-Dest", "document")
 }
 
+// collect posts body to the site's collect path as window.capi.track does: JSON, same-origin.
+func (s *testSite) collect(body string, headers ...string) response {
+	s.t.Helper()
+	h := append([]string{"Content-Type", "application/json", "Sec-Fetch-Site", "same-origin"}, headers...)
+	return s.do(http.MethodPost, "https://shop.example.com/capi/collect", strings.NewReader(body), h...)
+}
+
 // settle waits until the background writer has run every job submitted so far.
 func (s *testSite) settle() {
 	done := make(chan struct{})
@@ -625,10 +632,7 @@ func TestEdgeCollect(t *testing.T) {
 	s := newTestSite(t, `{"collect":"/capi/collect","conversions":[{"event":"Subscribed","path":"/sub"}]}`, nil)
 	s.page("https://shop.example.com/")
 	good := `{"name":"AddToCart","event_id":"0123456789abcdef0123456789abcdef","data":{"value":19.9,"currency":"usd","content_ids":["SKU-1",7]},"url":"https://shop.example.com/p/1","referrer":"https://www.google.com/"}`
-	post := func(body string, headers ...string) response {
-		h := append([]string{"Content-Type", "application/json", "Sec-Fetch-Site", "same-origin"}, headers...)
-		return s.do(http.MethodPost, "https://shop.example.com/capi/collect", strings.NewReader(body), h...)
-	}
+	post := s.collect
 	tests := []struct {
 		name    string
 		method  string
@@ -695,8 +699,7 @@ func TestEdgeCollectRateLimitsAVisitor(t *testing.T) {
 	var limited int
 	for i := range collectPerMinute + 5 {
 		body := `{"name":"ViewContent","event_id":"` + strings.Repeat("a", 10) + itoa(i) + `"}`
-		res := s.do(http.MethodPost, "https://shop.example.com/capi/collect", strings.NewReader(body),
-			"Content-Type", "application/json", "Origin", "https://shop.example.com")
+		res := s.collect(body)
 		if res.err != nil {
 			t.Fatalf("post %d: %v", i, res.err)
 		}
@@ -719,8 +722,7 @@ func TestEdgeCollectRateLimitsAnAddressWhateverItsCookies(t *testing.T) {
 	for i := range collectPerAddressMinute + 7 {
 		s.jar["_capi_vid"] = fmt.Sprintf("forged%018d", i)
 		body := `{"name":"ViewContent","event_id":"` + strings.Repeat("b", 10) + itoa(i) + `"}`
-		res := s.do(http.MethodPost, "https://shop.example.com/capi/collect", strings.NewReader(body),
-			"Content-Type", "application/json", "Origin", "https://shop.example.com")
+		res := s.collect(body)
 		if res.err != nil {
 			t.Fatalf("post %d: %v", i, res.err)
 		}
@@ -744,8 +746,7 @@ func TestEdgeCollectRateLimitsAnAddressWhateverItsCookies(t *testing.T) {
 // upstream has no such path, and nothing is recorded.
 func TestEdgeCollectWithoutConsentIsRefusedHere(t *testing.T) {
 	s := newTestSite(t, `{"collect":"/capi/collect","consent":{"require":{"cookie":"cookie_consent","pattern":"^all$"}}}`, nil)
-	res := s.do(http.MethodPost, "https://shop.example.com/capi/collect", strings.NewReader(`{"name":"ViewContent","event_id":"abcdefgh12345678"}`),
-		"Content-Type", "application/json", "Origin", "https://shop.example.com")
+	res := s.collect(`{"name":"ViewContent","event_id":"abcdefgh12345678"}`)
 	if res.err != nil {
 		t.Fatal(res.err)
 	}

@@ -240,6 +240,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return next.ServeHTTP(w, r)
 	}
 	linkTarget, isLink := e.links[r.URL.Path]
+	isCollect := e.collect != "" && r.URL.Path == e.collect
 	consent, ok := e.consentOf(r)
 	if !ok {
 		// An opt-in site without consent: no cookies, tags or events; links still lead on, and the
@@ -247,7 +248,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		switch {
 		case isLink:
 			return e.serveLink(w, r, repl, nil, linkTarget)
-		case e.collect != "" && r.URL.Path == e.collect:
+		case isCollect:
 			return answerCollect(w, collectError(http.StatusForbidden, "no_consent", "the visitor has not consented to tracking on this site; nothing was recorded"))
 		}
 		return next.ServeHTTP(w, r)
@@ -255,7 +256,6 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 
 	prepared := inject.PrepareRequest(r)
 	navigation := prepared != r
-	isCollect := e.collect != "" && r.URL.Path == e.collect
 	capturing := r.Method == http.MethodPost && e.capture != nil && e.capture.Match(r)
 	rules := e.matchConversions(r)
 	if !e.wantsIdentity(r, navigation, isLink || isCollect, capturing, rules) {

@@ -171,6 +171,21 @@ func waitMetaOrder(t *testing.T, meta *fakes.Meta, name, orderID string) fakes.E
 	return e
 }
 
+// clickBankSale is ClickBank's INS for the sale of one ebook to the e2e buyer, tracked by tid,
+// encrypted as ClickBank sends it.
+func clickBankSale(t *testing.T, receipt, tid string, amount float64) []byte {
+	t.Helper()
+	ins, _ := json.Marshal(map[string]any{
+		"transactionTime": time.Now().UTC().Format(time.RFC3339), "receipt": receipt, "transactionType": "SALE",
+		"vendor": "acme", "affiliate": "aff1", "role": "VENDOR", "totalOrderAmount": amount, "currency": "USD",
+		"trackingCodes": []string{tid},
+		"customer":      map[string]any{"billing": map[string]any{"firstName": "Jo", "lastName": "Buyer", "email": e2eBuyerEmail}},
+		"lineItems":     []any{map[string]any{"itemNo": "ebook", "productTitle": "The Book", "quantity": 1}},
+		"version":       8.0, "attemptCount": 1,
+	})
+	return clickBankEnvelope(t, e2eClickBankSecret, ins)
+}
+
 func TestPostbackClickBankSaleReachesEveryPlatformJoinedToTheAdClick(t *testing.T) {
 	const (
 		fbclid  = "IwAR2e2ePostbackClick_01"
@@ -195,15 +210,7 @@ func TestPostbackClickBankSaleReachesEveryPlatformJoinedToTheAdClick(t *testing.
 	}
 
 	// ClickBank's INS for the sale, with the tid upper-cased as ClickBank does.
-	ins, _ := json.Marshal(map[string]any{
-		"transactionTime": time.Now().UTC().Format(time.RFC3339), "receipt": receipt, "transactionType": "SALE",
-		"vendor": "acme", "affiliate": "aff1", "role": "VENDOR", "totalOrderAmount": 47.00, "currency": "USD",
-		"trackingCodes": []string{strings.ToUpper(hop.Query().Get("tid"))},
-		"customer":      map[string]any{"billing": map[string]any{"firstName": "Jo", "lastName": "Buyer", "email": e2eBuyerEmail}},
-		"lineItems":     []any{map[string]any{"itemNo": "ebook", "productTitle": "The Book", "quantity": 1}},
-		"version":       8.0, "attemptCount": 1,
-	})
-	body := clickBankEnvelope(t, e2eClickBankSecret, ins)
+	body := clickBankSale(t, receipt, strings.ToUpper(hop.Query().Get("tid")), 47.00)
 	for i := range 2 { // the second is a network retry, which must not count twice
 		pb, err := http.Post(c.URL("/capi/pb/clickbank"), "application/json", bytes.NewReader(body))
 		if err != nil {
@@ -296,15 +303,7 @@ func TestPostbackJoinedThroughTheLinkAloneIsAWebsiteEventWithTheVisitorsGPC(t *t
 	// must find it, or the sale would be recorded unjoined.
 	time.Sleep(1500 * time.Millisecond)
 
-	ins, _ := json.Marshal(map[string]any{
-		"transactionTime": time.Now().UTC().Format(time.RFC3339), "receipt": receipt, "transactionType": "SALE",
-		"vendor": "acme", "affiliate": "aff1", "role": "VENDOR", "totalOrderAmount": 19.00, "currency": "USD",
-		"trackingCodes": []string{hop.Query().Get("tid")},
-		"customer":      map[string]any{"billing": map[string]any{"firstName": "Jo", "lastName": "Buyer", "email": e2eBuyerEmail}},
-		"lineItems":     []any{map[string]any{"itemNo": "ebook", "productTitle": "The Book", "quantity": 1}},
-		"version":       8.0, "attemptCount": 1,
-	})
-	pb, err := http.Post(c.URL("/capi/pb/clickbank"), "application/json", bytes.NewReader(clickBankEnvelope(t, e2eClickBankSecret, ins)))
+	pb, err := http.Post(c.URL("/capi/pb/clickbank"), "application/json", bytes.NewReader(clickBankSale(t, receipt, hop.Query().Get("tid"), 19.00)))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -331,6 +331,19 @@ func TestDeadLettersExpireAWeekAfterThePlatformWouldTakeThem(t *testing.T) {
 	}
 }
 
+// The engine runs that expiry on its own, every Options.DeadLetterSweep.
+func TestDeadLettersExpireWithoutBeingAsked(t *testing.T) {
+	e, _ := newEngine(t, delivery.Options{DeadLetterSweep: 20 * time.Millisecond})
+	e.SetSenders(map[string]platform.Sender{platform.Meta: newFake(platform.Meta)}, delivery.Settings{Flush: 5 * time.Millisecond})
+	ev := events("expired", 1)[0]
+	ev.Time = time.Now().Add(-7*24*time.Hour - delivery.DeadLetterGrace - time.Hour)
+	mustEnqueue(t, e, platform.Meta, ev)
+	eventually(t, "the dead letter buried and then expired", func() bool {
+		st := platformStats(t, e, platform.Meta)
+		return st.Depth == 0 && st.DeadLetters == 0 && st.DeadLettered == 1
+	})
+}
+
 // Erasing a visitor drops their dead letters on every platform and no one else's.
 func TestDropDeadLettersOfOneVisitor(t *testing.T) {
 	e, _ := newEngine(t, delivery.Options{})

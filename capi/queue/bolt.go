@@ -117,11 +117,10 @@ type Bolt struct {
 	// appliedCh is closed and replaced whenever applied or applyErr changes.
 	applyMu sync.Mutex
 	pending []loggedRecord
-	// pendingBytes is the payload size of pending; behind mirrors it for Enqueue's check, which
-	// must not take applyMu: the log's writer takes it for every group (logged), and an Enqueue
-	// holding it when the writer comes would hold up every caller waiting on that group.
-	pendingBytes int
-	behind       atomic.Int64
+	// pendingBytes is the payload size of pending. It changes under applyMu but is read without
+	// it by Enqueue's check: the log's writer takes applyMu for every group (logged), and an
+	// Enqueue holding it when the writer comes would hold up every caller waiting on that group.
+	pendingBytes atomic.Int64
 	applied      uint64
 	// flushed is the dedup checkpoint: every record up to it has its keys in the on-disk index.
 	flushed   uint64

@@ -211,9 +211,8 @@ func (q *Bolt) logged(first uint64, payloads [][]byte) {
 	q.applyMu.Lock()
 	for i, p := range payloads {
 		q.pending = append(q.pending, loggedRecord{lsn: first + uint64(i), payload: p})
-		q.pendingBytes += len(p)
+		q.pendingBytes.Add(int64(len(p)))
 	}
-	q.behind.Store(int64(q.pendingBytes))
 	q.applyMu.Unlock()
 	select {
 	case q.applyWake <- struct{}{}:
@@ -336,9 +335,8 @@ func (q *Bolt) apply(recs []loggedRecord) error {
 			}
 			q.applyMu.Lock()
 			for _, r := range recs {
-				q.pendingBytes -= len(r.payload)
+				q.pendingBytes.Add(-int64(len(r.payload)))
 			}
-			q.behind.Store(int64(q.pendingBytes))
 			clear(q.pending[:len(recs)]) // let the payloads go
 			q.pending = q.pending[len(recs):]
 			q.applied, q.applyErr = last, nil
@@ -402,12 +400,12 @@ const maxUnapplied = 8 << 20
 
 // waitRoom waits while the applier is more than maxUnapplied behind.
 func (q *Bolt) waitRoom(ctx context.Context) error {
-	if q.behind.Load() < maxUnapplied {
+	if q.pendingBytes.Load() < maxUnapplied {
 		return nil // the usual case, without applyMu
 	}
 	for {
-		q.applyMu.Lock()
-		behind, changed, err := q.pendingBytes, q.appliedCh, q.applyErr
+		q.applyMu.Lock() // pendingBytes and appliedCh change together under it
+		behind, changed, err := q.pendingBytes.Load(), q.appliedCh, q.applyErr
 		q.applyMu.Unlock()
 		if behind < maxUnapplied {
 			return nil

@@ -414,3 +414,39 @@ func crashChild(dir string) {
 	}
 	wg.Wait()
 }
+
+// While the applier is more than 8 MiB of logged events behind, Enqueue waits for it (a stalled
+// bbolt shows as latency, not memory): here with the applier held, until the caller's deadline;
+// once it is let go, the same call goes through.
+func TestEnqueueWaitsForAnApplierFarBehind(t *testing.T) {
+	q := openBolt(t, filepath.Join(t.TempDir(), "capi.db"), queue.Options{})
+	q.HoldApplying()
+	ctx := context.Background()
+	big := func(id string) event.Event {
+		ev := queuetest.Event(id)
+		ev.Custom = map[string]string{"note": strings.Repeat("x", 64<<10)}
+		return ev
+	}
+	// Events of 64 KiB go in at once until about 8 MiB wait for the held applier; the next one
+	// waits, here until its deadline, and stores nothing.
+	waited := -1
+	for i := range 200 {
+		short, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+		_, err := q.Enqueue(short, "meta", big(fmt.Sprint("big-", i)))
+		cancel()
+		if errors.Is(err, context.DeadlineExceeded) {
+			waited = i
+			break
+		}
+		if err != nil {
+			t.Fatalf("enqueue %d: %v", i, err)
+		}
+	}
+	if waited < (8<<20)/(65<<10) || waited > (8<<20)/(64<<10) {
+		t.Fatalf("the first Enqueue to wait was number %d; want the one past 8 MiB (about 127)", waited)
+	}
+	q.ResumeApplying()
+	if n, err := q.Enqueue(ctx, "meta", big(fmt.Sprint("big-", waited))); err != nil || n != 1 {
+		t.Fatalf("Enqueue once the applier was let go = %d, %v", n, err)
+	}
+}

@@ -50,13 +50,7 @@ func BenchmarkEnqueueOpenLoop(b *testing.B) {
 			})
 			log.Close()
 
-			db := openDB(b, filepath.Join(b.TempDir(), "capi.db"))
-			defer db.Close()
-			q, err := queue.OpenBolt(db, queue.Options{})
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer q.Close()
+			q := openBolt(b, filepath.Join(b.TempDir(), "capi.db"), queue.Options{})
 			b.ReportAllocs()
 			b.ResetTimer()
 			cpu, writes := processCPU(), q.LogWrites()

@@ -592,17 +592,16 @@ func (s *Bolt) sweepBatch() (int, []string, error) {
 		for _, k := range stale {
 			id := string(k[8:])
 			v, found, err := load(tx, id)
-			if errors.Is(err, ErrDamaged) {
+			switch {
+			case errors.Is(err, ErrDamaged):
 				// Unreadable, so its age is unknown; its index entry says it is past its TTL.
 				if err := tx.Bucket(bucketVisitors).Delete([]byte(id)); err != nil {
 					return err
 				}
 				ids = append(ids, id)
-				err = nil
-			} else if err != nil {
+			case err != nil:
 				return err
-			}
-			if found && expired(v.Updated, now, s.opts.TTL) {
+			case found && expired(v.Updated, now, s.opts.TTL):
 				if err := remove(tx, v); err != nil {
 					return err
 				}
