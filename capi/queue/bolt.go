@@ -58,7 +58,7 @@ type Options struct {
 	// LogSegmentSize is the size of each file of the write-ahead log; one Enqueue call may log at
 	// most a quarter of it. Default: wal.DefaultSegmentSize (16 MiB).
 	LogSegmentSize int64
-	// DedupFlushKeys is how many applied dedup keys are held in memory before they are written to
+	// DedupFlushKeys is how many logged dedup keys are held in memory before they are written to
 	// the on-disk index in one sorted flush; the log keeps their records until then. Default:
 	// 200,000 (about 8 MiB of memory).
 	DedupFlushKeys int
@@ -70,12 +70,12 @@ type Options struct {
 //
 // Enqueue appends to a write-ahead log beside the bbolt file (<file>.queue-wal/), whose one writer
 // gathers every pending append into one write and one fdatasync: an event is durable once it is
-// in the log. An applier goroutine then moves logged events into bbolt in large transactions, and
-// Lease first waits for it to catch up with everything logged before the call. Every bbolt write
-// (applied events, settlements, dead-letter moves, dedup sweeps) goes through one group committer
-// (boltcommit) that the visitor store's writes share. Waiting events live on disk: memory holds the
-// leases, the partition counters, a bounded dedup cache, the events logged but not yet applied and
-// the dedup keys applied but not yet flushed to the on-disk index (dedup.go).
+// in the log, and it waits for delivery there (resident.go): Lease reads the log forward, and only
+// an event that is rescheduled, buried, or left waiting in a log grown too long is written to
+// bbolt. Every bbolt write (settlements, dead-letter moves, dedup flushes and sweeps) goes through
+// one group committer (boltcommit) that the visitor store's writes share. Waiting events live on
+// disk: memory holds the leases and the events read for them, the partition counters, a bounded
+// dedup cache and the dedup keys not yet flushed to the on-disk index (dedup.go).
 type Bolt struct {
 	db    *bbolt.DB
 	now   func() time.Time
@@ -90,8 +90,8 @@ type Bolt struct {
 	partsMu sync.RWMutex
 	parts   map[string]*partition
 
-	// resMu guards reserved (dedup keys logged or about to be, not yet applied) and the set of
-	// applied keys not yet in the on-disk index: unflushed, and flushing while a flush writes it.
+	// resMu guards reserved (dedup keys about to be logged) and the set of logged keys not yet in
+	// the on-disk index: unflushed, and flushing while a flush writes it.
 	// unflushedLSN is the last log record whose keys are in unflushed, and unflushedMin the
 	// earliest expiry there.
 	resMu        sync.Mutex
@@ -113,39 +113,48 @@ type Bolt struct {
 	flushStop chan struct{}
 	flushDone chan struct{}
 
-	// The applier's state. pending are the records logged and not yet applied, in LSN order;
-	// appliedCh is closed and replaced whenever applied or applyErr changes.
-	applyMu sync.Mutex
-	pending []loggedRecord
-	// pendingBytes is the payload size of pending. It changes under applyMu but is read without
-	// it by Enqueue's check: the log's writer takes applyMu for every group (logged), and an
-	// Enqueue holding it when the writer comes would hold up every caller waiting on that group.
-	pendingBytes atomic.Int64
-	applied      uint64
-	// flushed is the dedup checkpoint: every record up to it has its keys in the on-disk index.
-	flushed   uint64
-	applyErr  error
-	appliedCh chan struct{}
-	applyWake chan struct{}
-	// applyUrgent asks the applier not to wait for more records: a Lease waits for them.
-	applyUrgent chan struct{}
-	applyStop   chan struct{}
-	applyDone   chan struct{}
-	holdApply   atomic.Bool // tests: keep events in the log only
-	abandoned   atomic.Bool // tests: stop as a crash would, without applying
+	// logMu guards the two checkpoints the log is released below: base (no record at or below it
+	// holds an event waiting in the log, resident.go) and flushed (every record up to it has its
+	// dedup keys in the on-disk index, dedup.go).
+	logMu   sync.Mutex
+	base    uint64
+	flushed uint64
+	// logged holds the LSNs whose Enqueue has put its keys into unflushed while an earlier LSN's
+	// has not yet; unflushedLSN moves over them once the gap closes. Guarded by resMu.
+	logged map[uint64]struct{}
+
+	// positions is what OpenBolt read of the partitions' log positions, for partitions made later.
+	positions *residentAtOpen
+	logStop   chan struct{}
+	logDone   chan struct{}
+	abandoned atomic.Bool // tests: stop as a crash would, without a checkpoint
 }
 
 // partition is the in-memory state of one platform's events.
 type partition struct {
-	ready, dead []byte // bucket names
-	// depth counts the partition's events in bbolt and in the log.
+	name                 []byte
+	ready, dead, settled []byte // bucket names
+	// depth counts the partition's events in bbolt and in the log; resident those in the log
+	// (counted by Enqueue before it appends).
 	depth     atomic.Int64
 	deadCount atomic.Int64
+	resident  atomic.Int64
 
 	// mu serializes lease scans with the end of leases: a lease ends only after its settlement is
-	// committed, so a scan never sees an event both unleased and in its old place.
+	// committed, so a scan never sees an event both unleased and in its old place. It guards
+	// leased (bbolt events, by sequence) and the log-resident state below (resident.go).
 	mu     sync.Mutex
 	leased map[uint64]struct{}
+	// window holds the log-resident events read and not yet settled (or settled out of order),
+	// by position; cursor is the first one not settled, readPos where reading goes on; ahead
+	// holds positions settled out of order before a restart, skipped when read.
+	window  []residentEvent
+	cursor  logPos
+	readPos logPos
+	ahead   map[logPos]struct{}
+	reader  *wal.Reader
+	// settleMu serializes settlements of log-resident events, each of which moves the cursor.
+	settleMu sync.Mutex
 }
 
 // CorruptLogError is what OpenBolt returns, wrapped, when the write-ahead log holds a damaged record
@@ -157,9 +166,9 @@ type CorruptLogError = wal.CorruptError
 // file's lock is what keeps a second process out of it.
 func LogDir(dbPath string) string { return dbPath + ".queue-wal" }
 
-// OpenBolt opens the queue on an already-open bbolt database, creating its buckets, and applies
-// every event its write-ahead log (LogDir(db.Path())) holds beyond the last applied one before it
-// returns. The database stays the caller's: Close does not close it.
+// OpenBolt opens the queue on an already-open bbolt database, creating its buckets, and reads its
+// write-ahead log (LogDir(db.Path())) for the dedup keys not yet in the on-disk index and the events
+// waiting there, before it returns. The database stays the caller's: Close does not close it.
 //
 // Open the file with BoltOptions, or at least a non-zero bbolt.Options.Timeout, so a second process
 // (`caddy validate` beside a running server) fails instead of hanging on the file lock.
@@ -202,22 +211,24 @@ func OpenBolt(db *bbolt.DB, opts Options) (*Bolt, error) {
 		flushKick:    make(chan struct{}, 1),
 		flushStop:    make(chan struct{}),
 		flushDone:    make(chan struct{}),
-		appliedCh:    make(chan struct{}),
-		applyWake:    make(chan struct{}, 1),
-		applyUrgent:  make(chan struct{}, 1),
-		applyStop:    make(chan struct{}),
-		applyDone:    make(chan struct{}),
+		logged:       make(map[uint64]struct{}),
+		logStop:      make(chan struct{}),
+		logDone:      make(chan struct{}),
 	}
+	var positions *residentAtOpen
 	err = db.Update(func(tx *bbolt.Tx) error {
 		for _, name := range [][]byte{dedupBucket, logBucket} {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return err
 			}
 		}
-		if q.applied, err = appliedLSN(tx); err != nil {
+		if q.base, err = baseLSN(tx); err != nil {
 			return err
 		}
-		if q.flushed, err = dedupFlushedLSN(tx, q.applied); err != nil {
+		if q.flushed, err = dedupFlushedLSN(tx, q.base); err != nil {
+			return err
+		}
+		if positions, err = readPositions(tx, q.base); err != nil {
 			return err
 		}
 		// Written once, so that from now on its absence cannot be read as "the index is current".
@@ -227,7 +238,7 @@ func OpenBolt(db *bbolt.DB, opts Options) (*Bolt, error) {
 		cache.Close()
 		return nil, fmt.Errorf("queue: open buckets in %s: %w", db.Path(), err)
 	}
-	if err := q.openLog(opts.LogSegmentSize); err != nil {
+	if err := q.openLog(opts.LogSegmentSize, positions); err != nil {
 		cache.Close()
 		return nil, err
 	}
@@ -236,7 +247,7 @@ func OpenBolt(db *bbolt.DB, opts Options) (*Bolt, error) {
 			n := int64(b.Stats().KeyN)
 			switch {
 			case bytes.HasPrefix(name, []byte(readyPrefix)):
-				q.partition(string(name[len(readyPrefix):])).depth.Store(n)
+				q.partition(string(name[len(readyPrefix):])).depth.Add(n)
 			case bytes.HasPrefix(name, []byte(deadPrefix)):
 				q.partition(string(name[len(deadPrefix):])).deadCount.Store(n)
 			}
@@ -254,7 +265,7 @@ func OpenBolt(db *bbolt.DB, opts Options) (*Bolt, error) {
 		return nil, err
 	}
 	q.committer = boltcommit.New(db, boltcommit.Options{MaxGroup: maxGroup, Closed: ErrClosed})
-	go q.applyLoop()
+	go q.logLoop()
 	go q.flushLoop(opts.DedupFlushInterval)
 	go q.sweepLoop(opts.SweepInterval)
 	if len(q.unflushed) >= q.flushKeys {
@@ -262,9 +273,6 @@ func OpenBolt(db *bbolt.DB, opts Options) (*Bolt, error) {
 	}
 	return q, nil
 }
-
-// replayChunk is how many replayed log records share one bbolt transaction at open.
-const replayChunk = 4096
 
 // logSpares is how many released log segments are kept for reuse. A dedup flush releases every
 // segment written since the one before at once (at 20,000 events a second of ~1 KiB, about a dozen
@@ -274,65 +282,69 @@ const replayChunk = 4096
 // at its peak anyway: at most 256 MiB with the default segment size.
 const logSpares = 16
 
-// openLog opens the write-ahead log at the dedup checkpoint, puts the keys of every record above it
-// back into the unflushed set and applies the records beyond q.applied, in transactions of
-// replayChunk records, before the queue takes calls.
-func (q *Bolt) openLog(segmentSize int64) error {
+// openLog opens the write-ahead log below both checkpoints, puts the keys of every record above the
+// dedup checkpoint back into the unflushed set, and counts the events of the records above the base
+// that wait for delivery, before the queue takes calls. Nothing is written: the log stays where the
+// events are.
+func (q *Bolt) openLog(segmentSize int64, positions *residentAtOpen) error {
 	dir := LogDir(q.db.Path())
-	var batches []loggedBatch
-	var last uint64
-	flush := func() error {
-		if len(batches) == 0 {
-			return nil
-		}
-		err := q.db.Update(func(tx *bbolt.Tx) error { return applyLogged(tx, batches, last) })
-		batches = batches[:0]
-		return err
-	}
 	now := q.now().UnixNano()
 	replay := func(lsn uint64, payload []byte) error {
 		b, err := decodeLogged(payload)
 		if err != nil {
 			return err
 		}
-		exp := b.enqueued + int64(DedupWindow)
-		for _, k := range b.keys {
-			if exp > now {
-				q.unflushed[[dedupKeySize]byte(k)] = exp
-				q.unflushedMin = min(q.unflushedMin, exp)
+		if lsn > q.flushed {
+			exp := b.enqueued + int64(DedupWindow)
+			for _, k := range b.keys {
+				if exp > now {
+					q.unflushed[[dedupKeySize]byte(k)] = exp
+					q.unflushedMin = min(q.unflushedMin, exp)
+				}
 			}
 		}
-		q.unflushedLSN = lsn
-		if lsn <= q.applied {
-			return nil // its events are in the buckets already
-		}
-		if b, err = decodeLogged(bytes.Clone(payload)); err != nil { // payload is the log's read buffer
-			return err
-		}
-		batches, last = append(batches, b), lsn
-		if len(batches) == replayChunk {
-			return flush()
-		}
+		positions.count(lsn, b)
 		return nil
 	}
-	after := min(q.applied, q.flushed)
-	l, err := wal.Open(dir, after, replay, wal.Options{SegmentSize: segmentSize, Durable: q.logged, Issued: q.applied, Spares: logSpares})
-	if err == nil {
-		if err = flush(); err != nil {
-			l.Close()
-		}
-	}
+	after := min(q.base, q.flushed)
+	l, err := wal.Open(dir, after, replay, wal.Options{SegmentSize: segmentSize, Issued: max(q.base, q.flushed), Spares: logSpares})
 	if err != nil {
 		return fmt.Errorf("queue: replay the write-ahead log %s into %s: %w", dir, q.db.Path(), err)
 	}
 	q.log = l
-	q.applied = max(q.applied, l.LastLSN())
-	q.unflushedLSN = max(q.unflushedLSN, q.applied, q.flushed)
+	q.unflushedLSN = max(l.LastLSN(), q.flushed)
+	for platform, n := range positions.counts {
+		p := q.partition(platform)
+		p.resident.Store(n)
+		p.depth.Add(n)
+	}
+	// Every partition starts reading at its cursor, including the ones made later (partition).
+	q.partsMu.Lock()
+	q.positions = positions
+	for name, p := range q.parts {
+		q.startAt(p, name)
+	}
+	q.partsMu.Unlock()
 	if err := l.Release(after); err != nil {
 		l.Close()
 		return fmt.Errorf("queue: open the write-ahead log %s: %w", dir, err)
 	}
 	return nil
+}
+
+// startAt sets a new partition's positions from what OpenBolt read. The caller holds partsMu.
+func (q *Bolt) startAt(p *partition, name string) {
+	if q.positions == nil {
+		return // OpenBolt sets them once it has read them
+	}
+	c := q.positions.cursor(name)
+	if q.log != nil && p.resident.Load() == 0 {
+		// No event of its own waits in the log.
+		c = logPos{max(c.lsn, q.log.LastLSN()+1), 0}
+	}
+	p.cursor, p.readPos = c, c
+	p.ahead = q.positions.settled[name]
+	delete(q.positions.settled, name)
 }
 
 func (q *Bolt) partition(name string) *partition {
@@ -347,10 +359,13 @@ func (q *Bolt) partition(name string) *partition {
 	p, ok = q.parts[name]
 	if !ok {
 		p = &partition{
-			ready:  []byte(readyPrefix + name),
-			dead:   []byte(deadPrefix + name),
-			leased: make(map[uint64]struct{}),
+			name:    []byte(name),
+			ready:   []byte(readyPrefix + name),
+			dead:    []byte(deadPrefix + name),
+			settled: []byte(settledPrefix + name),
+			leased:  make(map[uint64]struct{}),
 		}
+		q.startAt(p, name)
 		q.parts[name] = p
 	}
 	return p
@@ -373,9 +388,6 @@ func (q *Bolt) Enqueue(ctx context.Context, platformName string, events ...event
 	}
 	if err := q.checkOpen(ctx); err != nil {
 		return 0, err
-	}
-	if err := q.waitRoom(ctx); err != nil {
-		return 0, fmt.Errorf("queue: enqueue %d %s events: waiting for the applier: %w", len(events), platformName, err)
 	}
 	now := q.now().UnixNano()
 	batch := loggedBatch{platform: platformName, enqueued: now}
@@ -413,25 +425,34 @@ func (q *Bolt) Enqueue(ctx context.Context, platformName string, events ...event
 	if err != nil || len(batch.keys) == 0 {
 		return 0, err
 	}
-	// Counted before the append: once it is logged, the applier and a consumer's Ack may
-	// subtract before this call would get to add.
+	// Counted before the append: once it is logged, a consumer's Ack may subtract before this
+	// call would get to add, and the checkpoint reads the counter as "may be in the log".
 	p := q.partition(platformName)
-	p.depth.Add(int64(len(batch.keys)))
+	n := int64(len(batch.keys))
+	p.depth.Add(n)
+	p.resident.Add(n)
 	record := batch.encode()
 	batch.events = nil // in the pooled buffers, which go back when this call returns
-	_, err = q.log.Append(record)
+	lsn, err := q.log.Append(record)
 	q.resMu.Lock()
-	if err != nil {
-		for _, k := range batch.keys {
-			if q.reserved[string(k)] == res {
-				delete(q.reserved, string(k))
-			}
+	for _, k := range batch.keys {
+		if q.reserved[string(k)] == res {
+			delete(q.reserved, string(k))
 		}
 	}
-	res.logged = err == nil
+	if err == nil {
+		// From the reservation to the unflushed set in one step under resMu, so that a
+		// concurrent Enqueue finds each key in one place or the other.
+		q.addUnflushed(batch, lsn)
+	}
+	full := len(q.unflushed) >= q.flushKeys
 	q.resMu.Unlock()
+	if full {
+		q.kickFlush()
+	}
 	if err != nil {
-		p.depth.Add(-int64(len(batch.keys)))
+		p.depth.Add(-n)
+		p.resident.Add(-n)
 	}
 	close(res.done)
 	if errors.Is(err, wal.ErrClosed) {
@@ -452,28 +473,32 @@ const maxPooledJSON = 16 << 10
 // reserve takes the dedup keys of b that no other call holds and the on-disk index does not know
 // within the window, and drops the others from b. While another call holds a key that it has not
 // yet logged, reserve waits for that call's outcome without holding any key itself (two calls
-// waiting for each other's keys would wait for ever), then tries again. The caller closes the
-// returned reservation's done once its log write has an outcome.
+// waiting for each other's keys would wait for ever), then tries again. While the unflushed set is
+// past its bound (flushes fail or fall behind) it waits for a flush, so a failing disk shows as
+// enqueue latency, not memory. The caller closes the returned reservation's done once its log
+// write has an outcome.
 func (q *Bolt) reserve(ctx context.Context, b *loggedBatch, now int64) (*reservation, error) {
 	for len(b.keys) > 0 {
-		res := &reservation{done: make(chan struct{}), expiry: now + int64(DedupWindow)}
+		res := &reservation{done: make(chan struct{})}
 		var busy *reservation
+		var flushed chan struct{}
 		q.resMu.Lock()
+		if len(q.unflushed) >= maxUnflushedFactor*q.flushKeys {
+			// Flushes fail or fall behind: wait for one rather than grow the set.
+			flushed = q.flushedCh
+		}
 		for _, k := range b.keys {
-			if r, held := q.reserved[string(k)]; held && !r.logged {
+			if r, held := q.reserved[string(k)]; held && flushed == nil {
 				busy = r
 				break
 			}
 		}
 		indexed := false // whether the on-disk index may hold one of the keys kept
-		if busy == nil {
+		if busy == nil && flushed == nil {
 			n := 0
 			for i, k := range b.keys {
-				if r, held := q.reserved[string(k)]; held && r.expiry > now {
-					continue // logged by another call: a duplicate
-				}
 				if q.heldUnflushed(k, now) {
-					continue // applied, not yet in the on-disk index
+					continue // logged, not yet in the on-disk index
 				}
 				q.reserved[string(k)] = res
 				b.keys[n], b.events[n] = k, b.events[i]
@@ -483,6 +508,15 @@ func (q *Bolt) reserve(ctx context.Context, b *loggedBatch, now int64) (*reserva
 			b.keys, b.events = b.keys[:n], b.events[:n]
 		}
 		q.resMu.Unlock()
+		if flushed != nil {
+			q.kickFlush()
+			select {
+			case <-flushed:
+				continue
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}
 		if busy != nil {
 			select {
 			case <-busy.done:
@@ -547,7 +581,8 @@ func (q *Bolt) dropIndexed(b *loggedBatch, res *reservation, now int64) error {
 	return nil
 }
 
-// Lease implements Queue.
+// Lease implements Queue. It merges the partition's due bbolt events with its events waiting in
+// the log, oldest due first (a log-resident event is due from when it was enqueued).
 func (q *Bolt) Lease(ctx context.Context, platformName string, max int) ([]Item, error) {
 	if err := q.checkOpen(ctx); err != nil {
 		return nil, err
@@ -555,32 +590,32 @@ func (q *Bolt) Lease(ctx context.Context, platformName string, max int) ([]Item,
 	if max <= 0 {
 		return nil, nil
 	}
-	if err := q.waitApplied(ctx); err != nil {
-		return nil, fmt.Errorf("queue: lease %s events: %w", platformName, err)
-	}
 	p := q.partition(platformName)
 	now := q.now().UnixNano()
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	var items []Item
-	var seqs []uint64
+	if err := q.read(p, max); err != nil {
+		return nil, fmt.Errorf("queue: lease %s events: %w", platformName, err)
+	}
+	resident := p.residentCandidates(max)
+	type stored struct {
+		notBefore int64
+		item      Item
+		seq       uint64
+	}
+	var due []stored
 	err := q.db.View(func(tx *bbolt.Tx) error {
 		b := tx.Bucket(p.ready)
 		if b == nil {
 			return nil
 		}
-		// Items are large: growing the slice would copy them over and over.
-		n := min(max, int(p.depth.Load()))
-		if n < 0 {
-			n = 0 // a counter out of step must not fail the lease
-		}
-		items, seqs = make([]Item, 0, n), make([]uint64, 0, n)
 		c := b.Cursor()
-		for k, v := c.First(); k != nil && len(items) < max; k, v = c.Next() {
+		for k, v := c.First(); k != nil && len(due) < max; k, v = c.Next() {
 			if len(k) != 16 {
 				return fmt.Errorf("%w: key of %d bytes", errBadRecord, len(k))
 			}
-			if int64(binary.BigEndian.Uint64(k)) > now {
+			notBefore := int64(binary.BigEndian.Uint64(k))
+			if notBefore > now {
 				break
 			}
 			seq := binary.BigEndian.Uint64(k[8:])
@@ -600,30 +635,81 @@ func (q *Bolt) Lease(ctx context.Context, platformName string, max int) ([]Item,
 			if err := json.Unmarshal(r.event, &it.Event); err != nil {
 				return fmt.Errorf("event %d: %w", seq, err)
 			}
-			items = append(items, it)
-			seqs = append(seqs, seq)
+			due = append(due, stored{notBefore, it, seq})
 		}
 		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("queue: lease %s events: %w", platformName, err)
 	}
-	for _, s := range seqs {
+	// Items are large: growing the slice would copy them over and over.
+	items := make([]Item, 0, min(max, len(resident)+len(due)))
+	var taken []int
+	var takenSeqs []uint64
+	for i, j := 0, 0; len(items) < max && (i < len(resident) || j < len(due)); {
+		if j == len(due) || (i < len(resident) && p.window[resident[i]].enqueued <= due[j].notBefore) {
+			it, err := p.window[resident[i]].item()
+			if err != nil {
+				return nil, fmt.Errorf("queue: lease %s events: %w", platformName, err)
+			}
+			items = append(items, it)
+			taken = append(taken, resident[i])
+			i++
+			continue
+		}
+		items = append(items, due[j].item)
+		takenSeqs = append(takenSeqs, due[j].seq)
+		j++
+	}
+	for _, i := range taken {
+		p.window[i].leased = true
+	}
+	for _, s := range takenSeqs {
 		p.leased[s] = struct{}{}
 	}
 	return items, nil
 }
 
-// Settle implements Queue.
+// Settle implements Queue. Settlements of events leased from the log and of events leased from
+// bbolt are written in one transaction each.
 func (q *Bolt) Settle(ctx context.Context, platformName string, settlements ...Settlement) error {
 	if len(settlements) == 0 {
 		return nil
 	}
+	var resident []residentSettlement
+	stored := make([]Settlement, 0, len(settlements))
 	for _, s := range settlements {
+		if pos, ok := parseResidentReceipt(s.Receipt); ok {
+			resident = append(resident, residentSettlement{Settlement: s, pos: pos})
+			continue
+		}
 		if len(s.Receipt) != 16 {
 			return fmt.Errorf("queue: settle %s: receipt of %d bytes is not one of ours", platformName, len(s.Receipt))
 		}
+		stored = append(stored, s)
 	}
+	if err := q.checkOpen(ctx); err != nil {
+		return err
+	}
+	if len(resident) > 0 {
+		// Their leases end once the settlement is committed, or failed: then the events are
+		// due again.
+		done := make([]string, len(resident))
+		for i, s := range resident {
+			done[i] = s.Receipt
+		}
+		err := q.settleResident(q.partition(platformName), resident, false)
+		q.Release(platformName, done...)
+		if err != nil {
+			// The bbolt events' leases end too, unsettled: due again, sent again.
+			q.Release(platformName, receipts(stored)...)
+			return q.wrap("settle", platformName, len(settlements), err)
+		}
+	}
+	if len(stored) == 0 {
+		return nil
+	}
+	settlements = stored
 	p := q.partition(platformName)
 	// The leases end whatever happens: after a failed write the events are due again, and sending
 	// them twice is the at-least-once price.
@@ -701,6 +787,12 @@ func (q *Bolt) Release(platformName string, receipts ...string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, r := range receipts {
+		if pos, ok := parseResidentReceipt(r); ok {
+			if i := p.find(pos); i >= 0 {
+				p.window[i].leased = false
+			}
+			continue
+		}
 		if len(r) == 16 {
 			delete(p.leased, binary.BigEndian.Uint64([]byte(r[8:])))
 		}
@@ -718,6 +810,11 @@ func (q *Bolt) Stats(ctx context.Context) (map[string]PartitionStats, error) {
 	for name, p := range q.parts {
 		p.mu.Lock()
 		leased := len(p.leased)
+		for _, e := range p.window {
+			if e.leased && !e.settled {
+				leased++
+			}
+		}
 		p.mu.Unlock()
 		stats[name] = PartitionStats{Depth: int(p.depth.Load()), Leased: leased, DeadLetters: int(p.deadCount.Load())}
 	}
@@ -868,8 +965,7 @@ func (q *Bolt) moveDead(ctx context.Context, verb, platformName string, ids []st
 // many it deleted. The queue runs it every SweepInterval; expired entries are ignored by Enqueue
 // whether or not they were swept.
 func (q *Bolt) SweepDedup(ctx context.Context, limit int) (int, error) {
-	// Keys logged before the call count as indexed already.
-	if err := q.waitApplied(ctx); err != nil {
+	if err := q.checkOpen(ctx); err != nil {
 		return 0, fmt.Errorf("queue: sweep dedup index: %w", err)
 	}
 	total := q.sweepUnflushed(q.now().UnixNano(), limit)
@@ -954,38 +1050,43 @@ func (q *Bolt) sweepLoop(every time.Duration) {
 	}
 }
 
-// Close implements Queue. Events already logged are applied first, and the log is closed cleanly;
-// if they cannot be applied they stay in the log for the next OpenBolt, and Close says so.
+// Close implements Queue. Events waiting in the log stay there for the next OpenBolt; Close flushes
+// the dedup keys and writes a last checkpoint, so the next open replays as little as it can.
 func (q *Bolt) Close() error {
 	if q.closed.Swap(true) {
 		return nil // closed before
 	}
 	q.log.Close() // answers the appends in flight; later ones get ErrClosed
-	close(q.applyStop)
-	<-q.applyDone
-	q.applyMu.Lock()
-	left, err := len(q.pending), q.applyErr
-	q.applyMu.Unlock()
+	close(q.logStop)
+	<-q.logDone
 	close(q.flushStop)
 	<-q.flushDone
-	var flushErr error
+	var err error
 	if !q.abandoned.Load() {
-		flushErr = q.FlushDedup(context.Background())
+		if err = q.FlushDedup(context.Background()); err != nil {
+			err = fmt.Errorf("queue: close: dedup keys kept in the log for the next open: %w", err)
+		} else if err = q.checkpoint(); err != nil {
+			err = fmt.Errorf("queue: close: %w", err)
+		}
 	}
 	close(q.sweepStop)
 	<-q.sweepDone
 	q.committer.Close()
 	q.dedup.Close()
+	q.partsMu.Lock()
+	for _, p := range q.parts {
+		p.mu.Lock()
+		if p.reader != nil {
+			p.reader.Close()
+			p.reader = nil
+		}
+		p.mu.Unlock()
+	}
+	q.partsMu.Unlock()
 	if q.abandoned.Load() {
 		return nil
 	}
-	if left > 0 {
-		return fmt.Errorf("queue: close: %d logged enqueues not applied, kept in the log for the next open: %w", left, err)
-	}
-	if flushErr != nil {
-		return fmt.Errorf("queue: close: dedup keys kept in the log for the next open: %w", flushErr)
-	}
-	return nil
+	return err
 }
 
 func (q *Bolt) checkOpen(ctx context.Context) error {

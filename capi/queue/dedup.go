@@ -14,35 +14,34 @@ import (
 	"github.com/caddy-capi/caddy-capi/capi/internal/boltcommit"
 )
 
-// The dedup index is written lazily. Its keys are random, so inserting them as events are applied
-// dirtied nearly every leaf page of queue.dedup in every apply transaction: three quarters of the
-// applier's bytes, whose writeback stalled the log's fdatasync. Instead the applier leaves the keys
-// of the events it applies in an exact in-memory set (key → expiry), and a flush writes the set to
+// The dedup index is written lazily. Its keys are random, so inserting them as events are logged
+// would dirty nearly every leaf page of queue.dedup in every transaction. Instead Enqueue leaves
+// the keys it logged in an exact in-memory set (key → expiry), and a flush writes the set to
 // queue.dedup sorted, so each leaf page is written once per flush rather than once per transaction:
 // when the set passes DedupFlushKeys, every DedupFlushInterval, and on Close.
 //
-// The write-ahead log is the set's durability. Beside the applied LSN, queue.log holds the dedup
-// checkpoint: every record up to it has its keys in queue.dedup. The log releases segments only
-// below both checkpoints, and OpenBolt replays every record above the dedup checkpoint into the set
-// (and those above the applied LSN into the buckets too), so a key is never lost inside its window.
+// The write-ahead log is the set's durability. Beside the base (resident.go), queue.log holds the
+// dedup checkpoint: every record up to it has its keys in queue.dedup. The log releases segments
+// only below both checkpoints, and OpenBolt replays every record above the dedup checkpoint into
+// the set, so a key is never lost inside its window.
 //
 // A key's life, and where Enqueue looks for it, in order: the ristretto cache (a hint: keys found in
 // the index before, so that a repeated duplicate is not read from disk again), reserved (decided
-// new, logged or being logged, not applied), unflushed (applied, in the set), flushing (applied,
-// in the set being written), the bbolt index behind its filter (dedupfilter.go). A key moves from
-// one to the next only under resMu, and leaves flushing only after its flush committed, so a check
-// under resMu followed by a read of the index never misses a key that is somewhere. Applied keys
-// are not put in the cache: the exact sets hold them until they are flushed, and the cache's
-// admission work for every event cost more than it saved.
+// new, being logged), unflushed (logged, in the set), flushing (logged, in the set being written),
+// the bbolt index behind its filter (dedupfilter.go). A key moves from one to the next only under
+// resMu, and leaves flushing only after its flush committed, so a check under resMu followed by a
+// read of the index never misses a key that is somewhere. Logged keys are not put in the cache:
+// the exact sets hold them until they are flushed, and the cache's admission work for every event
+// cost more than it saved.
 
 // dedupFlushedKey, in logBucket, holds the dedup checkpoint: the LSN up to which every logged
 // record's keys are in the dedup index. Files written before it existed kept the index current with
-// every apply transaction, so there its absence means the applied LSN.
+// every apply transaction, so there its absence means the base.
 var dedupFlushedKey = []byte("dedup-flushed")
 
 // defaultDedupFlushKeys is the set's size that starts a flush. A Go map of [16]byte → int64 takes
 // about 40 bytes a key up to 229,376 keys (7/8 of 2^18 slots), then doubles: 200,000 keys, and the
-// few thousand the applier adds before the flush takes them, stay below the doubling, about 8 MiB.
+// few thousand Enqueue adds before the flush takes them, stay below the doubling, about 8 MiB.
 // At 20,000 events a second that is a flush every 10 s, holding up to ~200 MiB of log (1 KiB
 // events) that cannot be released before it.
 const defaultDedupFlushKeys = 200_000
@@ -53,12 +52,11 @@ const defaultDedupFlushInterval = 30 * time.Second
 
 // dedupFlushChunk is how many keys of a flush share one bbolt write. Sorted, they dirty the index's
 // pages in one key range per write; in chunks, a flush never holds bbolt's writer, which
-// settlements, the applier and the visitor store share, for more than a few tens of milliseconds.
+// settlements and the visitor store share, for more than a few tens of milliseconds.
 const dedupFlushChunk = 16_384
 
 // maxUnflushedFactor bounds the set at that many times DedupFlushKeys while flushes fail or fall
-// behind: past it the applier waits for a flush, unapplied records pile up to maxUnapplied, and
-// Enqueue waits, so a failing disk shows as latency, not memory. With the default bound, memory
+// behind: past it Enqueue waits for a flush, so a failing disk shows as latency, not memory. With the default bound, memory
 // for keys is then at most about 42 MiB: 16 MiB for the set (a map doubled past 229,376 keys), as
 // much for a set of that size being flushed, and 10 MiB for its sorted copy. Normally, at the peak
 // of a flush, it is about 21 MiB: 8 MiB for the set being flushed, 5 MiB for its sorted copy and
@@ -82,8 +80,9 @@ func (q *Bolt) heldUnflushed(key []byte, now int64) bool {
 	return ok && exp > now
 }
 
-// addUnflushed puts applied keys into the set and moves the set's LSN to lsn. The caller holds
-// resMu.
+// addUnflushed puts the keys of the batch logged as record lsn into the set. The set's LSN moves
+// only over records whose keys are all in: Enqueue calls return in any order, and a flush must not
+// take the checkpoint past a record whose keys are still on their way. The caller holds resMu.
 func (q *Bolt) addUnflushed(b loggedBatch, lsn uint64) {
 	exp := b.enqueued + int64(DedupWindow)
 	for _, k := range b.keys {
@@ -92,10 +91,21 @@ func (q *Bolt) addUnflushed(b loggedBatch, lsn uint64) {
 	if len(b.keys) > 0 {
 		q.unflushedMin = min(q.unflushedMin, exp)
 	}
-	q.unflushedLSN = max(q.unflushedLSN, lsn)
+	if lsn != q.unflushedLSN+1 {
+		q.logged[lsn] = struct{}{}
+		return
+	}
+	q.unflushedLSN = lsn
+	for {
+		if _, ok := q.logged[q.unflushedLSN+1]; !ok {
+			return
+		}
+		delete(q.logged, q.unflushedLSN+1)
+		q.unflushedLSN++
+	}
 }
 
-// FlushDedup writes the applied dedup keys still in memory to the on-disk index, sorted, and moves
+// FlushDedup writes the logged dedup keys still in memory to the on-disk index, sorted, and moves
 // the dedup checkpoint so the log can release what they were kept for. The queue runs it when the
 // set passes Options.DedupFlushKeys, every Options.DedupFlushInterval and on Close; a key is exact
 // for Enqueue whether or not it was flushed.
@@ -110,9 +120,9 @@ func (q *Bolt) FlushDedup(ctx context.Context) error {
 	}
 	set, lsn := q.flushing, q.flushingLSN
 	q.resMu.Unlock()
-	q.applyMu.Lock()
+	q.logMu.Lock()
 	nothing := len(set) == 0 && lsn <= q.flushed
-	q.applyMu.Unlock()
+	q.logMu.Unlock()
 	if nothing {
 		q.resMu.Lock()
 		q.flushing = nil
@@ -166,9 +176,9 @@ func (q *Bolt) FlushDedup(ctx context.Context) error {
 	q.flushing = nil
 	full := q.filter.full()
 	q.resMu.Unlock()
-	q.applyMu.Lock()
+	q.logMu.Lock()
 	q.flushed = max(q.flushed, lsn)
-	q.applyMu.Unlock()
+	q.logMu.Unlock()
 	q.releaseLog()
 	if full {
 		// Sized for twice the index as it is now. Only a flush adds keys to the index, and this
@@ -190,9 +200,9 @@ const filterChunk = 4096
 // releaseLog lets the log recycle the segments below both checkpoints. A failed release leaves
 // segments on disk until the next one succeeds; nothing is lost.
 func (q *Bolt) releaseLog() {
-	q.applyMu.Lock()
-	lsn := min(q.applied, q.flushed)
-	q.applyMu.Unlock()
+	q.logMu.Lock()
+	lsn := min(q.base, q.flushed)
+	q.logMu.Unlock()
 	_ = q.log.Release(lsn)
 }
 
@@ -205,7 +215,8 @@ func (q *Bolt) kickFlush() {
 }
 
 // flushLoop flushes the dedup set when kicked and every interval until Close, retrying a failed
-// flush after a growing pause. Each outcome replaces flushedCh, on which a full applier waits.
+// flush after a growing pause. Each outcome replaces flushedCh, on which Enqueue waits while the set
+// is full.
 func (q *Bolt) flushLoop(every time.Duration) {
 	defer close(q.flushDone)
 	t := time.NewTicker(every)
@@ -237,30 +248,6 @@ func (q *Bolt) flushLoop(every time.Duration) {
 	}
 }
 
-// waitDedupRoom waits while the set is past its bound, for a flush to take it. It returns false
-// when the applier is asked to stop meanwhile.
-func (q *Bolt) waitDedupRoom() bool {
-	for {
-		q.resMu.Lock()
-		full := len(q.unflushed) >= maxUnflushedFactor*q.flushKeys
-		changed, err := q.flushedCh, q.flushErr
-		q.resMu.Unlock()
-		if !full {
-			return true
-		}
-		if err != nil {
-			// Lease would otherwise wait in silence for an applier that waits for the disk.
-			q.applyFailed(fmt.Errorf("waiting for the dedup index: %w", err))
-		}
-		q.kickFlush()
-		select {
-		case <-changed:
-		case <-q.applyStop:
-			return false
-		}
-	}
-}
-
 // sweepUnflushed deletes up to limit (all when limit ≤ 0) expired keys from the set and returns how
 // many. Keys in a set being flushed are left to the flush, which skips expired ones. The set holds
 // keys enqueued within the last flush interval, so it normally has none that expired and is not
@@ -284,13 +271,13 @@ func (q *Bolt) sweepUnflushed(now int64, limit int) int {
 	return n
 }
 
-// dedupFlushedLSN reads the dedup checkpoint; applied stands in for it in a file written before it
-// existed.
-func dedupFlushedLSN(tx *bbolt.Tx, applied uint64) (uint64, error) {
+// dedupFlushedLSN reads the dedup checkpoint; the base stands in for it in a file written before
+// it existed (the applier of that time kept the index current with every transaction).
+func dedupFlushedLSN(tx *bbolt.Tx, base uint64) (uint64, error) {
 	v := tx.Bucket(logBucket).Get(dedupFlushedKey)
 	switch len(v) {
 	case 0:
-		return applied, nil
+		return base, nil
 	case 8:
 		return binary.BigEndian.Uint64(v), nil
 	default:

@@ -50,21 +50,17 @@ func idRange(prefix string, from, to int) []string {
 	return ids
 }
 
-// TestDedupHoldsAcrossRestartWithKeysAppliedButNotFlushed: events applied to bbolt whose dedup keys
-// were only in memory when the process died are still refused after the restart (the log kept
+// TestDedupHoldsAcrossRestartWithKeysLoggedButNotFlushed: events whose dedup keys were only in
+// memory when the process died are still refused after the restart (the log kept
 // them), and a clean Close writes them to the index and lets the log go.
-func TestDedupHoldsAcrossRestartWithKeysAppliedButNotFlushed(t *testing.T) {
+func TestDedupHoldsAcrossRestartWithKeysLoggedButNotFlushed(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "capi.db")
-	ctx := context.Background()
 	q, db, err := openAt(t, path, queue.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if n := enqueueEach(t, q, "a", "b"); n != 2 {
 		t.Fatalf("stored %d of a, b", n)
-	}
-	if err := q.WaitApplied(ctx); err != nil {
-		t.Fatal(err)
 	}
 	if n := indexed(t, db); n != 0 {
 		t.Fatalf("the index holds %d keys before any flush: keys are not written lazily", n)
@@ -77,7 +73,7 @@ func TestDedupHoldsAcrossRestartWithKeysAppliedButNotFlushed(t *testing.T) {
 		t.Fatalf("reopen: %v", err)
 	}
 	if n := enqueueEach(t, q, "a", "b", "c"); n != 1 {
-		t.Fatalf("after a crash with a and b applied but not flushed, Enqueue a, b, c stored %d, want only c", n)
+		t.Fatalf("after a crash with a and b logged but not flushed, Enqueue a, b, c stored %d, want only c", n)
 	}
 	if got := leaseAll(t, q, "meta"); len(got) != 3 {
 		t.Fatalf("leased %v, want a, b, c once each", got)
@@ -103,11 +99,10 @@ func TestDedupHoldsAcrossRestartWithKeysAppliedButNotFlushed(t *testing.T) {
 }
 
 // TestDedupFlushesWhenTheSetPassesItsBound: below the bound (and before the interval) keys stay
-// in memory; once the applied keys pass it they are flushed without Close, and the log segments
-// that held them are released.
+// in memory; once the logged keys pass it they are flushed without Close, and the log segments
+// that held them are released once their events are delivered.
 func TestDedupFlushesWhenTheSetPassesItsBound(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "capi.db")
-	ctx := context.Background()
 	const bound = 100
 	opts := queue.Options{DedupFlushKeys: bound, DedupFlushInterval: time.Hour, LogSegmentSize: 16 << 10}
 	q, db, err := openAt(t, path, opts)
@@ -117,23 +112,22 @@ func TestDedupFlushesWhenTheSetPassesItsBound(t *testing.T) {
 	defer db.Close()
 	defer q.Close()
 	enqueueEach(t, q, idRange("ev", 0, bound/2)...)
-	if err := q.WaitApplied(ctx); err != nil {
-		t.Fatal(err)
-	}
 	if n := indexed(t, db); n != 0 {
-		t.Fatalf("the index holds %d keys with %d applied, below the bound of %d", n, bound/2, bound)
+		t.Fatalf("the index holds %d keys with %d logged, below the bound of %d", n, bound/2, bound)
 	}
 	enqueueEach(t, q, idRange("ev", bound/2, 3*bound)...)
-	if err := q.WaitApplied(ctx); err != nil {
-		t.Fatal(err)
-	}
-	// The flush runs in the background once the applier passes the bound.
+	// The events are delivered: only the dedup keys may hold the log now.
+	ackAll(t, q, "meta")
+	// The flush runs in the background once the set passes the bound.
 	deadline := time.Now().Add(10 * time.Second)
 	for indexed(t, db) < 2*bound && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	if n := indexed(t, db); n < 2*bound {
-		t.Fatalf("the index holds %d of %d applied keys with a bound of %d: the bound does not flush", n, 3*bound, bound)
+		t.Fatalf("the index holds %d of %d logged keys with a bound of %d: the bound does not flush", n, 3*bound, bound)
+	}
+	if err := q.Checkpoint(); err != nil {
+		t.Fatal(err)
 	}
 	// About 16 events a segment: 300 events are ~19 segments, of which only those holding keys
 	// not yet flushed (fewer than the bound) may stay.
@@ -162,9 +156,6 @@ func TestDedupKeysOnlyOnDiskAreRefusedAndTheFilterGrows(t *testing.T) {
 	if n := enqueueEach(t, q, first...); n != len(first) {
 		t.Fatalf("%d of %d new", n, len(first))
 	}
-	if err := q.WaitApplied(ctx); err != nil {
-		t.Fatal(err)
-	}
 	if err := q.FlushDedup(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -180,9 +171,6 @@ func TestDedupKeysOnlyOnDiskAreRefusedAndTheFilterGrows(t *testing.T) {
 	more := idRange("disk", 100, 300)
 	if n := enqueueEach(t, q, more...); n != len(more) {
 		t.Fatalf("%d of %d new keys enqueued: the filter refused new keys", n, len(more))
-	}
-	if err := q.WaitApplied(ctx); err != nil {
-		t.Fatal(err)
 	}
 	if err := q.FlushDedup(ctx); err != nil {
 		t.Fatal(err)

@@ -1,6 +1,6 @@
 package queue
 
-import "context"
+import "go.etcd.io/bbolt"
 
 // LogSpares is how many released log segments the queue keeps for reuse.
 const LogSpares = logSpares
@@ -8,10 +8,6 @@ const LogSpares = logSpares
 // Commits reports how many write transactions the queue committed, so the benchmarks can show how
 // many events share one fsync.
 func (q *Bolt) Commits() uint64 { return q.committer.Commits() }
-
-// HoldApplying keeps newly logged events in the write-ahead log only, as if the applier had not
-// run yet, so tests can crash a queue with events nowhere else.
-func (q *Bolt) HoldApplying() { q.holdApply.Store(true) }
 
 // Abandon stops the queue as a crash would: nothing more is applied and nothing is cleaned up, but
 // the files are closed so the same process can open them again.
@@ -24,17 +20,33 @@ func (q *Bolt) Abandon() {
 // can show how many enqueues share one flush.
 func (q *Bolt) LogWrites() uint64 { return q.log.Writes() }
 
-// ResumeApplying undoes HoldApplying.
-func (q *Bolt) ResumeApplying() {
-	q.holdApply.Store(false)
-	select {
-	case q.applyWake <- struct{}{}:
-	default:
-	}
+// Checkpoint makes the partitions' log positions durable and releases the log below them, as the
+// queue does every second.
+func (q *Bolt) Checkpoint() error { return q.checkpoint() }
+
+// Evacuate moves waiting events out of a log longer than the limit, as the queue does after each
+// checkpoint.
+func (q *Bolt) Evacuate() error { return q.evacuate() }
+
+// SetMaxLogSegments sets, until the test ends, how many segments the log may hold before waiting
+// events are moved out of it.
+func SetMaxLogSegments(t interface{ Cleanup(func()) }, n int) {
+	old := maxLogSegments
+	maxLogSegments = n
+	t.Cleanup(func() { maxLogSegments = old })
 }
 
-// WaitApplied waits until the applier has moved into bbolt everything logged before the call.
-func (q *Bolt) WaitApplied(ctx context.Context) error { return q.waitApplied(ctx) }
+// Stored counts the platform's events in the ready bucket, as opposed to waiting in the log.
+func (q *Bolt) Stored(platformName string) int {
+	n := 0
+	q.db.View(func(tx *bbolt.Tx) error {
+		if b := tx.Bucket([]byte(readyPrefix + platformName)); b != nil {
+			n = b.Stats().KeyN
+		}
+		return nil
+	})
+	return n
+}
 
 // SetMinFilterCapacity sizes the dedup index filters made until the test ends for at least n keys,
 // so that a test can make one fill up and be rebuilt.
@@ -50,3 +62,9 @@ func (q *Bolt) FilterCapacity() int {
 	defer q.resMu.Unlock()
 	return q.filter.capacity
 }
+
+// MaxLogSegments is how many segments the log may hold before waiting events are moved out of it.
+var MaxLogSegments = maxLogSegments
+
+// Path is the bbolt file's path.
+func (q *Bolt) Path() string { return q.db.Path() }

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -49,15 +50,31 @@ func leaseAll(t *testing.T, q queue.Queue, platformName string) []string {
 	return ids
 }
 
-// loggedOnly enqueues one event per ID, one call each, into a queue whose applier never runs, and
-// abandons the queue as a crash would: the events exist only in the write-ahead log.
+// ackAll leases every due event of the platform and acknowledges it, as a delivery that succeeds.
+func ackAll(t *testing.T, q queue.Queue, platformName string) {
+	t.Helper()
+	ctx := context.Background()
+	items, err := q.Lease(ctx, platformName, 1<<20)
+	if err != nil {
+		t.Fatalf("Lease: %v", err)
+	}
+	ss := make([]queue.Settlement, len(items))
+	for i, it := range items {
+		ss[i] = queue.Settlement{Receipt: it.Receipt, Outcome: queue.Ack}
+	}
+	if err := q.Settle(ctx, platformName, ss...); err != nil {
+		t.Fatalf("Settle: %v", err)
+	}
+}
+
+// loggedOnly enqueues one event per ID, one call each, and abandons the queue as a crash would: the
+// events exist only in the write-ahead log.
 func loggedOnly(t *testing.T, path string, opts queue.Options, ids ...string) {
 	t.Helper()
 	q, db, err := openAt(t, path, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	q.HoldApplying()
 	for _, id := range ids {
 		if n, err := q.Enqueue(context.Background(), "meta", queuetest.Event(id)); err != nil || n != 1 {
 			t.Fatalf("Enqueue %s = %d, %v", id, n, err)
@@ -91,9 +108,6 @@ func TestReopenReplaysEverythingLogged(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			// Held either way: Close must apply what is only in the log, an abandoned queue
-			// leaves it to the next open.
-			q.HoldApplying()
 			ctx := context.Background()
 			var want []string
 			for i := range 30 {
@@ -119,8 +133,8 @@ func TestReopenReplaysEverythingLogged(t *testing.T) {
 					}
 					return nil
 				})
-				if inBolt != 30 {
-					t.Fatalf("after Close bbolt holds %d meta events, want 30: Close did not apply the log", inBolt)
+				if inBolt != 0 {
+					t.Fatalf("after Close bbolt holds %d meta events, want none: they wait in the log", inBolt)
 				}
 			} else {
 				q.Abandon()
@@ -248,10 +262,25 @@ func TestLogSegmentsRollOverAndAreRecycled(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// Lease waits for the applier; the dedup keys of what it applied are kept in the log until
-	// they are flushed.
-	if got := leaseAll(t, q, "meta"); !slices.Equal(got, want) {
-		t.Fatalf("leased %d events, want %d in order", len(got), len(want))
+	// Delivered events leave the log's records to their dedup keys, kept until they are flushed.
+	items, err := q.Lease(ctx, "meta", 1000)
+	if err != nil || len(items) != len(want) {
+		t.Fatalf("leased %d of %d: %v", len(items), len(want), err)
+	}
+	for i, it := range items {
+		if it.Event.ID != want[i] {
+			t.Fatalf("leased %s at %d, want %s", it.Event.ID, i, want[i])
+		}
+	}
+	var acks []queue.Settlement
+	for _, it := range items[:300] {
+		acks = append(acks, queue.Settlement{Receipt: it.Receipt, Outcome: queue.Ack})
+	}
+	if err := q.Settle(ctx, "meta", acks...); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Checkpoint(); err != nil {
+		t.Fatal(err)
 	}
 	first := filepath.Join(queue.LogDir(path), fmt.Sprintf("%020d.wal", 1))
 	if _, err := os.Stat(first); err != nil {
@@ -262,9 +291,10 @@ func TestLogSegmentsRollOverAndAreRecycled(t *testing.T) {
 		t.Fatal(err)
 	}
 	before := len(files)
+	// About 16 events a segment: the 100 events not delivered keep 7 or 8 segments.
 	live, _ := filepath.Glob(filepath.Join(queue.LogDir(path), "0*.wal"))
-	if len(live) > 2 {
-		t.Fatalf("%d log segments (%d files before the flush) after 400 events applied and their keys flushed: applied segments are not released", len(live), before)
+	if len(live) > 10 {
+		t.Fatalf("%d log segments (%d files before the flush) after 300 of 400 events were delivered and their keys flushed: delivered segments are not released", len(live), before)
 	}
 	files, _ = filepath.Glob(filepath.Join(queue.LogDir(path), "*.wal"))
 	if len(files) > len(live)+queue.LogSpares+1 {
@@ -273,8 +303,8 @@ func TestLogSegmentsRollOverAndAreRecycled(t *testing.T) {
 	q.Close()
 	db.Close()
 	q = openBolt(t, path, opts)
-	if got := leaseAll(t, q, "meta"); !slices.Equal(got, want) {
-		t.Fatalf("after reopen leased %d events, want %d", len(got), len(want))
+	if got := leaseAll(t, q, "meta"); !slices.Equal(got, want[300:]) {
+		t.Fatalf("after reopen leased %d events, want the %d not delivered", len(got), len(want)-300)
 	}
 }
 
@@ -415,38 +445,168 @@ func crashChild(dir string) {
 	wg.Wait()
 }
 
-// While the applier is more than 8 MiB of logged events behind, Enqueue waits for it (a stalled
-// bbolt shows as latency, not memory): here with the applier held, until the caller's deadline;
-// once it is let go, the same call goes through.
-func TestEnqueueWaitsForAnApplierFarBehind(t *testing.T) {
-	q := openBolt(t, filepath.Join(t.TempDir(), "capi.db"), queue.Options{})
-	q.HoldApplying()
+// Settlements of events leased from the log survive a restart exactly: a rescheduled event comes
+// back once, when due, with its attempts; a buried one is a dead letter once; an acknowledged one
+// and one settled out of order are gone; the one never settled is due again.
+func TestSettlementsOfLogResidentEventsSurviveReopen(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "capi.db")
+	clock := queuetest.NewClock(time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC))
+	opts := queue.Options{Now: clock.Now}
+	q, db, err := openAt(t, path, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
 	ctx := context.Background()
-	big := func(id string) event.Event {
-		ev := queuetest.Event(id)
-		ev.Custom = map[string]string{"note": strings.Repeat("x", 64<<10)}
-		return ev
+	if _, err := q.Enqueue(ctx, "meta", queuetest.Event("a"), queuetest.Event("b"), queuetest.Event("c"), queuetest.Event("d"), queuetest.Event("e")); err != nil {
+		t.Fatal(err)
 	}
-	// Events of 64 KiB go in at once until about 8 MiB wait for the held applier; the next one
-	// waits, here until its deadline, and stores nothing.
-	waited := -1
+	items, err := q.Lease(ctx, "meta", 10)
+	if err != nil || len(items) != 5 {
+		t.Fatalf("Lease = %d, %v", len(items), err)
+	}
+	// a stays leased and unsettled: everything after it is settled out of order.
+	err = q.Settle(ctx, "meta",
+		queue.Settlement{Receipt: items[1].Receipt, Outcome: queue.Reschedule, NotBefore: clock.Now().Add(time.Minute), Attempts: 2, Reason: "503"},
+		queue.Settlement{Receipt: items[2].Receipt, Outcome: queue.Bury, Attempts: 1, Reason: "Invalid parameter"},
+		queue.Settlement{Receipt: items[3].Receipt, Outcome: queue.Ack},
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Settle(ctx, "meta", queue.Settlement{Receipt: items[4].Receipt, Outcome: queue.Ack}); err != nil {
+		t.Fatal(err)
+	}
+	q.Abandon()
+	db.Close()
+
+	q, db, err = openAt(t, path, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	defer q.Close()
+	if st, _ := q.Stats(ctx); st["meta"].Depth != 2 || st["meta"].DeadLetters != 1 {
+		t.Fatalf("after reopen stats = %+v, want depth 2 (a, and b rescheduled), 1 dead letter", st["meta"])
+	}
+	if got := leaseAll(t, q, "meta"); !slices.Equal(got, []string{"a"}) {
+		t.Fatalf("after reopen leased %v, want [a]: settled events came back from the log", got)
+	}
+	clock.Advance(time.Minute)
+	got, err := q.Lease(ctx, "meta", 10)
+	if err != nil || len(got) != 1 || got[0].Event.ID != "b" || got[0].Attempts != 2 || got[0].LastReason != "503" {
+		t.Fatalf("after its not-before leased %+v, %v; want b once with 2 attempts", got, err)
+	}
+	dead, err := q.DeadLetters(ctx, "meta", "", 10)
+	if err != nil || len(dead) != 1 || dead[0].Event.ID != "c" || dead[0].Reason != "Invalid parameter" {
+		t.Fatalf("dead letters = %+v, %v", dead, err)
+	}
+}
+
+// A platform that nobody delivers for (not configured any more, or a worker stuck) must not keep
+// the log growing: past the limit its oldest waiting events move into bbolt, in order and intact,
+// and the log is released. An event leased at the front stops the move until it is settled.
+func TestWaitingEventsMoveOutOfALogPastItsLimit(t *testing.T) {
+	queue.SetMaxLogSegments(t, 4)
+	path := filepath.Join(t.TempDir(), "capi.db")
+	opts := queue.Options{LogSegmentSize: 16 << 10} // about 16 events a segment
+	q, db, err := openAt(t, path, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	var want []string
 	for i := range 200 {
-		short, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
-		_, err := q.Enqueue(short, "meta", big(fmt.Sprint("big-", i)))
-		cancel()
-		if errors.Is(err, context.DeadlineExceeded) {
-			waited = i
-			break
-		}
-		if err != nil {
-			t.Fatalf("enqueue %d: %v", i, err)
+		want = append(want, fmt.Sprintf("ev-%03d", i))
+		if _, err := q.Enqueue(ctx, "tiktok", queuetest.Event(want[i])); err != nil {
+			t.Fatal(err)
 		}
 	}
-	if waited < (8<<20)/(65<<10) || waited > (8<<20)/(64<<10) {
-		t.Fatalf("the first Enqueue to wait was number %d; want the one past 8 MiB (about 127)", waited)
+	// The first event is being sent.
+	held, err := q.Lease(ctx, "tiktok", 1)
+	if err != nil || len(held) != 1 {
+		t.Fatalf("Lease = %d, %v", len(held), err)
 	}
-	q.ResumeApplying()
-	if n, err := q.Enqueue(ctx, "meta", big(fmt.Sprint("big-", waited))); err != nil || n != 1 {
-		t.Fatalf("Enqueue once the applier was let go = %d, %v", n, err)
+	if err := q.FlushDedup(ctx); err != nil {
+		t.Fatal(err)
+	}
+	segments := func() int {
+		live, _ := filepath.Glob(filepath.Join(queue.LogDir(path), "0*.wal"))
+		return len(live)
+	}
+	if err := q.Evacuate(); err != nil {
+		t.Fatal(err)
+	}
+	if n := q.Stored("tiktok"); n != 0 {
+		t.Fatalf("%d events moved past one leased at the front of the log", n)
+	}
+	if err := q.Settle(ctx, "tiktok", queue.Settlement{Receipt: held[0].Receipt, Outcome: queue.Ack}); err != nil {
+		t.Fatal(err)
+	}
+	before := segments()
+	if err := q.Evacuate(); err != nil {
+		t.Fatal(err)
+	}
+	if n := q.Stored("tiktok"); n == 0 {
+		t.Fatalf("no event moved out of a log of %d segments with a limit of 4", before)
+	}
+	if n := segments(); n > 4 {
+		t.Fatalf("the log holds %d segments after the move (%d before), limit 4", n, before)
+	}
+	if st, _ := q.Stats(ctx); st["tiktok"].Depth != 199 {
+		t.Fatalf("depth %d after the move, want 199", st["tiktok"].Depth)
+	}
+	q.Close()
+	db.Close()
+	q = openBolt(t, path, opts)
+	items, err := q.Lease(ctx, "tiktok", 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, it := range items {
+		if it.Event.ID != want[i+1] || it.Attempts != 0 || !reflect.DeepEqual(it.Event, queuetest.Event(want[i+1])) {
+			t.Fatalf("item %d after the move and a reopen: %s with %d attempts, want %s intact", i, it.Event.ID, it.Attempts, want[i+1])
+		}
+	}
+	if len(items) != 199 {
+		t.Fatalf("leased %d after the move and a reopen, want 199", len(items))
+	}
+}
+
+// A partition with nothing waiting does not hold the log back, even if it never reads again: the
+// checkpoint moves it past what the other platforms logged.
+func TestAnIdlePlatformDoesNotHoldTheLog(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "capi.db")
+	opts := queue.Options{LogSegmentSize: 16 << 10}
+	q, db, err := openAt(t, path, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	defer q.Close()
+	ctx := context.Background()
+	if _, err := q.Enqueue(ctx, "google", queuetest.Event("g")); err != nil {
+		t.Fatal(err)
+	}
+	ackAll(t, q, "google")
+	for i := range 200 {
+		if _, err := q.Enqueue(ctx, "meta", queuetest.Event(fmt.Sprint("m-", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ackAll(t, q, "meta")
+	if err := q.FlushDedup(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Checkpoint(); err != nil {
+		t.Fatal(err)
+	}
+	if live, _ := filepath.Glob(filepath.Join(queue.LogDir(path), "0*.wal")); len(live) > 2 {
+		t.Fatalf("%d log segments with every event delivered: an idle platform holds the log", len(live))
+	}
+	if n, err := q.Enqueue(ctx, "google", queuetest.Event("g2")); err != nil || n != 1 {
+		t.Fatalf("Enqueue g2 = %d, %v", n, err)
+	}
+	if got := leaseAll(t, q, "google"); !slices.Equal(got, []string{"g2"}) {
+		t.Fatalf("google leased %v after the checkpoint moved it, want [g2]", got)
 	}
 }
