@@ -431,9 +431,13 @@ func (q *Bolt) Enqueue(ctx context.Context, platformName string, events ...event
 	n := int64(len(batch.keys))
 	p.depth.Add(n)
 	p.resident.Add(n)
-	record := batch.encode()
+	// The log copies the record into its write before Append returns, so the record's buffer is
+	// pooled too.
+	record := jsonBufs.Get().(*[]byte)
+	*record = batch.appendTo((*record)[:0])
+	scratch = append(scratch, record)
 	batch.events = nil // in the pooled buffers, which go back when this call returns
-	lsn, err := q.log.Append(record)
+	lsn, err := q.log.Append(*record)
 	q.resMu.Lock()
 	for _, k := range batch.keys {
 		if q.reserved[string(k)] == res {

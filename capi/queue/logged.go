@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"slices"
 
 	"go.etcd.io/bbolt"
 )
@@ -43,12 +44,15 @@ const (
 // dedupKeySize is the length of dedupKey's result.
 const dedupKeySize = 16
 
-func (b loggedBatch) encode() []byte {
+func (b loggedBatch) encode() []byte { return b.appendTo(nil) }
+
+// appendTo appends the encoded batch to out.
+func (b loggedBatch) appendTo(out []byte) []byte {
 	n := 1 + 8 + 2*binary.MaxVarintLen64 + len(b.platform)
 	for _, e := range b.events {
 		n += dedupKeySize + binary.MaxVarintLen64 + recordHeaderSize + len(e)
 	}
-	out := make([]byte, 0, n)
+	out = slices.Grow(out, n)
 	out = append(out, loggedVersionRecords)
 	out = binary.BigEndian.AppendUint64(out, uint64(b.enqueued))
 	out = binary.AppendUvarint(out, uint64(len(b.platform)))
