@@ -94,8 +94,12 @@ type Bolt struct {
 	// the on-disk index: unflushed, and flushing while a flush writes it.
 	// unflushedLSN is the last log record whose keys are in unflushed, and unflushedMin the
 	// earliest expiry there.
-	resMu        sync.Mutex
-	reserved     map[string]*reservation
+	resMu     sync.Mutex
+	reserved  map[[dedupKeySize]byte]uint64 // key → the token of the call holding it
+	resTokens uint64
+	// resWake is closed when a call lets keys go while another waits for one of them; nil when
+	// nobody waits.
+	resWake      chan struct{}
 	unflushed    map[[dedupKeySize]byte]int64
 	unflushedLSN uint64
 	unflushedMin int64
@@ -203,7 +207,7 @@ func OpenBolt(db *bbolt.DB, opts Options) (*Bolt, error) {
 		sweepStop:    make(chan struct{}),
 		sweepDone:    make(chan struct{}),
 		parts:        make(map[string]*partition),
-		reserved:     make(map[string]*reservation),
+		reserved:     make(map[[dedupKeySize]byte]uint64),
 		unflushed:    make(map[[dedupKeySize]byte]int64),
 		unflushedMin: math.MaxInt64,
 		flushKeys:    opts.DedupFlushKeys,
@@ -439,11 +443,7 @@ func (q *Bolt) Enqueue(ctx context.Context, platformName string, events ...event
 	batch.events = nil // in the pooled buffers, which go back when this call returns
 	lsn, err := q.log.Append(*record)
 	q.resMu.Lock()
-	for _, k := range batch.keys {
-		if q.reserved[string(k)] == res {
-			delete(q.reserved, string(k))
-		}
-	}
+	q.unreserve(batch.keys, res)
 	if err == nil {
 		// From the reservation to the unflushed set in one step under resMu, so that a
 		// concurrent Enqueue finds each key in one place or the other.
@@ -458,7 +458,6 @@ func (q *Bolt) Enqueue(ctx context.Context, platformName string, events ...event
 		p.depth.Add(-n)
 		p.resident.Add(-n)
 	}
-	close(res.done)
 	if errors.Is(err, wal.ErrClosed) {
 		err = ErrClosed
 	}
@@ -475,87 +474,87 @@ var jsonBufs = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b
 const maxPooledJSON = 16 << 10
 
 // reserve takes the dedup keys of b that no other call holds and the on-disk index does not know
-// within the window, and drops the others from b. While another call holds a key that it has not
-// yet logged, reserve waits for that call's outcome without holding any key itself (two calls
-// waiting for each other's keys would wait for ever), then tries again. While the unflushed set is
-// past its bound (flushes fail or fall behind) it waits for a flush, so a failing disk shows as
-// enqueue latency, not memory. The caller closes the returned reservation's done once its log
-// write has an outcome.
-func (q *Bolt) reserve(ctx context.Context, b *loggedBatch, now int64) (*reservation, error) {
+// within the window, drops the others from b, and returns the token the kept keys are held under.
+// While another call holds a key that it has not yet logged, reserve waits for that call's outcome
+// without holding any key itself (two calls waiting for each other's keys would wait for ever),
+// then tries again. While the unflushed set is past its bound (flushes fail or fall behind) it
+// waits for a flush, so a failing disk shows as enqueue latency, not memory. The caller lets the
+// keys go (unreserve) once its log write has an outcome.
+func (q *Bolt) reserve(ctx context.Context, b *loggedBatch, now int64) (uint64, error) {
 	for len(b.keys) > 0 {
-		res := &reservation{done: make(chan struct{})}
-		var busy *reservation
-		var flushed chan struct{}
+		var wait chan struct{}
 		q.resMu.Lock()
 		if len(q.unflushed) >= maxUnflushedFactor*q.flushKeys {
 			// Flushes fail or fall behind: wait for one rather than grow the set.
-			flushed = q.flushedCh
-		}
-		for _, k := range b.keys {
-			if r, held := q.reserved[string(k)]; held && flushed == nil {
-				busy = r
-				break
-			}
-		}
-		indexed := false // whether the on-disk index may hold one of the keys kept
-		if busy == nil && flushed == nil {
-			n := 0
-			for i, k := range b.keys {
-				if q.heldUnflushed(k, now) {
-					continue // logged, not yet in the on-disk index
-				}
-				q.reserved[string(k)] = res
-				b.keys[n], b.events[n] = k, b.events[i]
-				n++
-				indexed = indexed || q.filter.mayHold(k)
-			}
-			b.keys, b.events = b.keys[:n], b.events[:n]
-		}
-		q.resMu.Unlock()
-		if flushed != nil {
+			wait = q.flushedCh
 			q.kickFlush()
-			select {
-			case <-flushed:
-				continue
-			case <-ctx.Done():
-				return nil, ctx.Err()
+		} else {
+			for _, k := range b.keys {
+				if _, held := q.reserved[[dedupKeySize]byte(k)]; held {
+					if q.resWake == nil {
+						q.resWake = make(chan struct{})
+					}
+					wait = q.resWake
+					break
+				}
 			}
 		}
-		if busy != nil {
+		if wait != nil {
+			q.resMu.Unlock()
 			select {
-			case <-busy.done:
+			case <-wait:
 				continue
 			case <-ctx.Done():
-				return nil, ctx.Err()
+				return 0, ctx.Err()
 			}
 		}
+		q.resTokens++
+		token := q.resTokens
+		indexed := false // whether the on-disk index may hold one of the keys kept
+		n := 0
+		for i, k := range b.keys {
+			if q.heldUnflushed(k, now) {
+				continue // logged, not yet in the on-disk index
+			}
+			q.reserved[[dedupKeySize]byte(k)] = token
+			b.keys[n], b.events[n] = k, b.events[i]
+			n++
+			indexed = indexed || q.filter.mayHold(k)
+		}
+		b.keys, b.events = b.keys[:n], b.events[:n]
+		q.resMu.Unlock()
 		if !indexed {
 			// None of the keys is in the on-disk index: the filter is certain of that.
-			if len(b.keys) == 0 {
-				close(res.done)
-			}
-			return res, nil
+			return token, nil
 		}
-		if err := q.dropIndexed(b, res, now); err != nil {
+		if err := q.dropIndexed(b, token, now); err != nil {
 			q.resMu.Lock()
-			for _, k := range b.keys {
-				delete(q.reserved, string(k))
-			}
+			q.unreserve(b.keys, token)
 			q.resMu.Unlock()
-			close(res.done)
-			return nil, fmt.Errorf("queue: enqueue %s events: read the dedup index: %w", b.platform, err)
+			return 0, fmt.Errorf("queue: enqueue %s events: read the dedup index: %w", b.platform, err)
 		}
-		if len(b.keys) == 0 {
-			close(res.done)
-		}
-		return res, nil
+		return token, nil
 	}
-	return nil, nil
+	return 0, nil
 }
 
-// dropIndexed drops from b, and from the reservations, the keys the on-disk index holds within
-// their window.
-func (q *Bolt) dropIndexed(b *loggedBatch, res *reservation, now int64) error {
+// unreserve lets go of the keys token holds, and wakes the calls waiting for keys. The caller holds
+// resMu.
+func (q *Bolt) unreserve(keys [][]byte, token uint64) {
+	for _, k := range keys {
+		if q.reserved[[dedupKeySize]byte(k)] == token {
+			delete(q.reserved, [dedupKeySize]byte(k))
+		}
+	}
+	if q.resWake != nil {
+		close(q.resWake)
+		q.resWake = nil
+	}
+}
+
+// dropIndexed drops from b, and lets go of, the keys the on-disk index holds within their window.
+func (q *Bolt) dropIndexed(b *loggedBatch, token uint64, now int64) error {
+	var dropped [][]byte
 	n := 0
 	err := q.db.View(func(tx *bbolt.Tx) error {
 		index := tx.Bucket(dedupBucket)
@@ -563,6 +562,7 @@ func (q *Bolt) dropIndexed(b *loggedBatch, res *reservation, now int64) error {
 			if v := index.Get(k); len(v) == 8 {
 				if exp := int64(binary.BigEndian.Uint64(v)); exp > now {
 					q.dedup.Set(string(k), exp, 1)
+					dropped = append(dropped, k)
 					continue
 				}
 			}
@@ -575,11 +575,7 @@ func (q *Bolt) dropIndexed(b *loggedBatch, res *reservation, now int64) error {
 		return err
 	}
 	q.resMu.Lock()
-	for _, k := range b.keys[n:] {
-		if q.reserved[string(k)] == res {
-			delete(q.reserved, string(k))
-		}
-	}
+	q.unreserve(dropped, token)
 	q.resMu.Unlock()
 	b.keys, b.events = b.keys[:n], b.events[:n]
 	return nil

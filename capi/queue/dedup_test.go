@@ -179,3 +179,32 @@ func TestDedupKeysOnlyOnDiskAreRefusedAndTheFilterGrows(t *testing.T) {
 		t.Fatalf("%d keys only on disk were enqueued again after the filter was rebuilt", n)
 	}
 }
+
+// A call that carries a key only the on-disk index holds, before a new one, stores the new one and
+// leaves no reservation behind: a later call with the old key is answered at once.
+func TestDuplicateFromTheIndexBesideANewKeyLeavesNoReservation(t *testing.T) {
+	q := openBolt(t, filepath.Join(t.TempDir(), "capi.db"), queue.Options{})
+	ctx := context.Background()
+	if n := enqueueEach(t, q, "a"); n != 1 {
+		t.Fatal("a was not new")
+	}
+	if err := q.FlushDedup(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := q.Enqueue(ctx, "meta", queuetest.Event("a"), queuetest.Event("b")); err != nil || n != 1 {
+		t.Fatalf("Enqueue a, b = %d, %v; want only b new", n, err)
+	}
+	// A key left reserved would make every later call with it wait for a call long gone (here
+	// the cache of index hits hides that, until it forgets the key).
+	if n := q.Reserved(); n != 0 {
+		t.Fatalf("%d dedup keys still reserved with no call in flight", n)
+	}
+	for _, id := range []string{"a", "b"} {
+		short, cancel := context.WithTimeout(ctx, 2*time.Second)
+		n, err := q.Enqueue(short, "meta", queuetest.Event(id))
+		cancel()
+		if err != nil || n != 0 {
+			t.Fatalf("Enqueue %s again = %d, %v; want a duplicate at once", id, n, err)
+		}
+	}
+}

@@ -68,3 +68,10 @@ var MaxLogSegments = maxLogSegments
 
 // Path is the bbolt file's path.
 func (q *Bolt) Path() string { return q.db.Path() }
+
+// Reserved reports how many dedup keys calls in flight hold: none once every call has returned.
+func (q *Bolt) Reserved() int {
+	q.resMu.Lock()
+	defer q.resMu.Unlock()
+	return len(q.reserved)
+}

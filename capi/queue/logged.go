@@ -152,10 +152,3 @@ func baseLSN(tx *bbolt.Tx) (uint64, error) {
 		return 0, fmt.Errorf("%w: log base of %d bytes", errBadRecord, len(v))
 	}
 }
-
-// reservation holds dedup keys from the moment an Enqueue decides they are new until its log write
-// has an outcome (the keys then move to the unflushed set, or are let go), so that two calls with
-// the same key never both log it.
-type reservation struct {
-	done chan struct{} // closed once the outcome is known
-}
