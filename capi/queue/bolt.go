@@ -104,6 +104,7 @@ type Bolt struct {
 	unflushedLSN uint64
 	unflushedMin int64
 	flushing     map[[dedupKeySize]byte]int64
+	spareSet     map[[dedupKeySize]byte]int64 // emptied by the last flush, to be filled next
 	flushingLSN  uint64
 	// filter holds every key of the on-disk dedup index (dedupfilter.go).
 	filter    *indexFilter

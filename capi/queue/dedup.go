@@ -56,11 +56,12 @@ const defaultDedupFlushInterval = 30 * time.Second
 const dedupFlushChunk = 16_384
 
 // maxUnflushedFactor bounds the set at that many times DedupFlushKeys while flushes fail or fall
-// behind: past it Enqueue waits for a flush, so a failing disk shows as latency, not memory. With the default bound, memory
-// for keys is then at most about 42 MiB: 16 MiB for the set (a map doubled past 229,376 keys), as
-// much for a set of that size being flushed, and 10 MiB for its sorted copy. Normally, at the peak
-// of a flush, it is about 21 MiB: 8 MiB for the set being flushed, 5 MiB for its sorted copy and
-// the new set filling meanwhile.
+// behind: past it Enqueue waits for a flush, so a failing disk shows as latency, not memory. With
+// the default bound, memory for keys is then at most about 42 MiB: 16 MiB for the set (a map
+// doubled past 229,376 keys), as much for a set of that size being flushed, and 10 MiB for its
+// sorted copy. Normally it is about 16 MiB between flushes (the set filling, and the one the last
+// flush emptied, kept for the next) and about 21 MiB at the peak of a flush: 8 MiB for the set
+// being flushed, 5 MiB for its sorted copy and the new set filling meanwhile.
 const maxUnflushedFactor = 2
 
 // dedupEntry is one key of a flush.
@@ -116,7 +117,14 @@ func (q *Bolt) FlushDedup(ctx context.Context) error {
 	if q.flushing == nil {
 		// Otherwise a failed flush's keys are written first, and the set grows meanwhile.
 		q.flushing, q.flushingLSN = q.unflushed, q.unflushedLSN
-		q.unflushed, q.unflushedMin = make(map[[dedupKeySize]byte]int64), math.MaxInt64
+		// The set a flush emptied is filled again: a new map would grow to the same size,
+		// doubling, with every key allocated for again (about 70 bytes an event).
+		next := q.spareSet
+		if next == nil {
+			next = make(map[[dedupKeySize]byte]int64)
+		}
+		q.spareSet = nil
+		q.unflushed, q.unflushedMin = next, math.MaxInt64
 	}
 	set, lsn := q.flushing, q.flushingLSN
 	q.resMu.Unlock()
@@ -125,6 +133,7 @@ func (q *Bolt) FlushDedup(ctx context.Context) error {
 	q.logMu.Unlock()
 	if nothing {
 		q.resMu.Lock()
+		q.spareSet = set
 		q.flushing = nil
 		q.resMu.Unlock()
 		return nil
@@ -173,6 +182,8 @@ func (q *Bolt) FlushDedup(ctx context.Context) error {
 		}
 	}
 	q.resMu.Lock()
+	clear(set) // keeps its buckets for the next set
+	q.spareSet = set
 	q.flushing = nil
 	full := q.filter.full()
 	q.resMu.Unlock()

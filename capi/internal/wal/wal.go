@@ -478,11 +478,14 @@ func (l *Log) makeSpare() (string, error) {
 	return path, nil
 }
 
+// zeroChunk is what fill writes, shared by every log (it is only read).
+var zeroChunk [1 << 20]byte
+
 // fill allocates and zero-fills f: a block written once is overwritten later without the file
 // system recording an extent change, which would turn each fdatasync into a journal commit.
 func fill(f *os.File, size int64) error {
 	allocate(f, size)
-	zeros := make([]byte, 1<<20)
+	zeros := zeroChunk[:]
 	for off := int64(0); off < size; off += int64(len(zeros)) {
 		if _, err := f.WriteAt(zeros[:min(int64(len(zeros)), size-off)], off); err != nil {
 			return err
