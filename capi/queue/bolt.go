@@ -395,7 +395,9 @@ func (q *Bolt) Enqueue(ctx context.Context, platformName string, events ...event
 		return 0, err
 	}
 	now := q.now().UnixNano()
-	batch := loggedBatch{platform: platformName, enqueued: now}
+	// Most calls carry one event: their key and event slices stay on the stack.
+	var keys, encoded [2][]byte
+	batch := loggedBatch{platform: platformName, enqueued: now, keys: keys[:0], events: encoded[:0]}
 	// The events' JSON is built in pooled buffers: the log record copies it, and nothing keeps
 	// them after that. At 20,000 events a second a fresh buffer per event was the largest share
 	// of the bytes allocated, and so of the garbage collector's work.
@@ -427,8 +429,14 @@ func (q *Bolt) Enqueue(ctx context.Context, platformName string, events ...event
 		batch.events = append(batch.events, data)
 	}
 	res, err := q.reserve(ctx, &batch, now)
-	if err != nil || len(batch.keys) == 0 {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return 0, err
+	}
+	if err != nil {
+		return 0, fmt.Errorf("queue: enqueue %s events: %w", platformName, err)
+	}
+	if len(batch.keys) == 0 {
+		return 0, nil
 	}
 	// Counted before the append: once it is logged, a consumer's Ack may subtract before this
 	// call would get to add, and the checkpoint reads the counter as "may be in the log".
@@ -518,7 +526,7 @@ func (q *Bolt) reserve(ctx context.Context, b *loggedBatch, now int64) (uint64, 
 				continue // logged, not yet in the on-disk index
 			}
 			q.reserved[[dedupKeySize]byte(k)] = token
-			b.keys[n], b.events[n] = k, b.events[i]
+			b.keys[n], b.events[n] = b.keys[i], b.events[i] // not k: the batch's slices would escape
 			n++
 			indexed = indexed || q.filter.mayHold(k)
 		}
@@ -532,7 +540,8 @@ func (q *Bolt) reserve(ctx context.Context, b *loggedBatch, now int64) (uint64, 
 			q.resMu.Lock()
 			q.unreserve(b.keys, token)
 			q.resMu.Unlock()
-			return 0, fmt.Errorf("queue: enqueue %s events: read the dedup index: %w", b.platform, err)
+			// Wrapped without b's fields, which would make the caller's batch escape.
+			return 0, fmt.Errorf("read the dedup index: %w", err)
 		}
 		return token, nil
 	}
@@ -543,10 +552,19 @@ func (q *Bolt) reserve(ctx context.Context, b *loggedBatch, now int64) (uint64, 
 // resMu.
 func (q *Bolt) unreserve(keys [][]byte, token uint64) {
 	for _, k := range keys {
-		if q.reserved[[dedupKeySize]byte(k)] == token {
-			delete(q.reserved, [dedupKeySize]byte(k))
-		}
+		q.unreserveKey([dedupKeySize]byte(k), token)
 	}
+	q.wakeReserving()
+}
+
+func (q *Bolt) unreserveKey(k [dedupKeySize]byte, token uint64) {
+	if q.reserved[k] == token {
+		delete(q.reserved, k)
+	}
+}
+
+// wakeReserving wakes the calls waiting for another's keys, if any. The caller holds resMu.
+func (q *Bolt) wakeReserving() {
 	if q.resWake != nil {
 		close(q.resWake)
 		q.resWake = nil
@@ -555,20 +573,19 @@ func (q *Bolt) unreserve(keys [][]byte, token uint64) {
 
 // dropIndexed drops from b, and lets go of, the keys the on-disk index holds within their window.
 func (q *Bolt) dropIndexed(b *loggedBatch, token uint64, now int64) error {
-	var dropped [][]byte
-	n := 0
+	// Copies of the keys, and b compacted outside the transaction's closure: a key stored from
+	// inside it would make the caller's key and event slices escape to the heap.
+	var dropped [][dedupKeySize]byte
+	keys := b.keys
 	err := q.db.View(func(tx *bbolt.Tx) error {
 		index := tx.Bucket(dedupBucket)
-		for i, k := range b.keys {
+		for _, k := range keys {
 			if v := index.Get(k); len(v) == 8 {
 				if exp := int64(binary.BigEndian.Uint64(v)); exp > now {
 					q.dedup.Set(string(k), exp, 1)
-					dropped = append(dropped, k)
-					continue
+					dropped = append(dropped, [dedupKeySize]byte(k))
 				}
 			}
-			b.keys[n], b.events[n] = k, b.events[i]
-			n++
 		}
 		return nil
 	})
@@ -576,8 +593,19 @@ func (q *Bolt) dropIndexed(b *loggedBatch, token uint64, now int64) error {
 		return err
 	}
 	q.resMu.Lock()
-	q.unreserve(dropped, token)
+	for _, k := range dropped {
+		q.unreserveKey(k, token)
+	}
+	q.wakeReserving()
 	q.resMu.Unlock()
+	n := 0
+	for i := range b.keys {
+		if slices.Contains(dropped, [dedupKeySize]byte(b.keys[i])) {
+			continue
+		}
+		b.keys[n], b.events[n] = b.keys[i], b.events[i]
+		n++
+	}
 	b.keys, b.events = b.keys[:n], b.events[:n]
 	return nil
 }
