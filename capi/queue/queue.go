@@ -9,7 +9,9 @@
 // settlement delivers it again: at-least-once, with the event ID unchanged.
 //
 // Bolt implements Queue: embedded, on a bbolt file shared with the visitor store, with a write-ahead
-// log beside it that makes an enqueue durable in one shared fdatasync. The interface is kept small
+// log beside it that makes an enqueue durable in one shared fdatasync and in which events wait for
+// delivery; bbolt holds the partitions' positions in the log, the events that wait longer (retries,
+// replays, a log grown too long) and the dead letters (resident.go). The interface is kept small
 // enough for a second implementation on Redis for cluster mode (not built yet: `storage redis` is
 // refused at provision); the suite in package queuetest is what any implementation must pass.
 package queue
