@@ -157,7 +157,10 @@ type partition struct {
 	cursor  logPos
 	readPos logPos
 	ahead   map[logPos]struct{}
-	reader  *wal.Reader
+	// moved maps events moved out of the log while leased (evacuate) to their ready key: their
+	// lease goes on, on the bbolt event, under the receipt the holder has.
+	moved  map[logPos]string
+	reader *wal.Reader
 	// settleMu serializes settlements of log-resident events, each of which moves the cursor.
 	settleMu sync.Mutex
 }
@@ -369,6 +372,7 @@ func (q *Bolt) partition(name string) *partition {
 			dead:    []byte(deadPrefix + name),
 			settled: []byte(settledPrefix + name),
 			leased:  make(map[uint64]struct{}),
+			moved:   make(map[logPos]string),
 		}
 		q.startAt(p, name)
 		q.parts[name] = p
@@ -515,6 +519,8 @@ func (q *Bolt) reserve(ctx context.Context, b *loggedBatch, now int64) (uint64, 
 				continue
 			case <-ctx.Done():
 				return 0, ctx.Err()
+			case <-q.flushDone:
+				return 0, ErrClosed // no flush will come
 			}
 		}
 		q.resTokens++
@@ -705,8 +711,12 @@ func (q *Bolt) Settle(ctx context.Context, platformName string, settlements ...S
 	if len(settlements) == 0 {
 		return nil
 	}
+	// Every lease of the call ends whatever happens, once what became of its event is committed
+	// or failed: after a failed write the events are due again, and sending them twice is the
+	// at-least-once price.
+	defer q.Release(platformName, receipts(settlements)...)
 	var resident []residentSettlement
-	stored := make([]Settlement, 0, len(settlements))
+	var stored []Settlement
 	for _, s := range settlements {
 		if pos, ok := parseResidentReceipt(s.Receipt); ok {
 			resident = append(resident, residentSettlement{Settlement: s, pos: pos})
@@ -720,29 +730,19 @@ func (q *Bolt) Settle(ctx context.Context, platformName string, settlements ...S
 	if err := q.checkOpen(ctx); err != nil {
 		return err
 	}
+	p := q.partition(platformName)
 	if len(resident) > 0 {
-		// Their leases end once the settlement is committed, or failed: then the events are
-		// due again.
-		done := make([]string, len(resident))
-		for i, s := range resident {
-			done[i] = s.Receipt
-		}
-		err := q.settleResident(q.partition(platformName), resident, false)
-		q.Release(platformName, done...)
+		// Events moved out of the log while leased are settled where they went.
+		moved, err := q.settleResident(p, resident, false)
 		if err != nil {
-			// The bbolt events' leases end too, unsettled: due again, sent again.
-			q.Release(platformName, receipts(stored)...)
 			return q.wrap("settle", platformName, len(settlements), err)
 		}
+		stored = append(stored, moved...)
 	}
 	if len(stored) == 0 {
 		return nil
 	}
 	settlements = stored
-	p := q.partition(platformName)
-	// The leases end whatever happens: after a failed write the events are due again, and sending
-	// them twice is the at-least-once price.
-	defer q.Release(platformName, receipts(settlements)...)
 	now := q.now().UnixNano()
 	var dDepth, dDead int64
 	return q.wrap("settle", platformName, len(settlements), q.submit(ctx, boltcommit.Write{
@@ -819,6 +819,10 @@ func (q *Bolt) Release(platformName string, receipts ...string) {
 		if pos, ok := parseResidentReceipt(r); ok {
 			if i := p.find(pos); i >= 0 {
 				p.window[i].leased = false
+			}
+			if key, ok := p.moved[pos]; ok {
+				delete(p.moved, pos)
+				delete(p.leased, binary.BigEndian.Uint64([]byte(key[8:])))
 			}
 			continue
 		}

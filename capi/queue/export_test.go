@@ -75,3 +75,6 @@ func (q *Bolt) Reserved() int {
 	defer q.resMu.Unlock()
 	return len(q.reserved)
 }
+
+// Segments is how many segment files the log holds.
+func (q *Bolt) Segments() int { return q.log.Segments() }

@@ -504,7 +504,9 @@ func TestSettlementsOfLogResidentEventsSurviveReopen(t *testing.T) {
 
 // A platform that nobody delivers for (not configured any more, or a worker stuck) must not keep
 // the log growing: past the limit its oldest waiting events move into bbolt, in order and intact,
-// and the log is released. An event leased at the front stops the move until it is settled.
+// and the log is released. An event leased meanwhile (a partial batch waiting for its flush
+// interval) moves too and stays leased: not leased again, and settled under the receipt its holder
+// has.
 func TestWaitingEventsMoveOutOfALogPastItsLimit(t *testing.T) {
 	queue.SetMaxLogSegments(t, 4)
 	path := filepath.Join(t.TempDir(), "capi.db")
@@ -529,47 +531,58 @@ func TestWaitingEventsMoveOutOfALogPastItsLimit(t *testing.T) {
 	if err := q.FlushDedup(ctx); err != nil {
 		t.Fatal(err)
 	}
-	segments := func() int {
-		live, _ := filepath.Glob(filepath.Join(queue.LogDir(path), "0*.wal"))
-		return len(live)
-	}
+	before := q.Segments()
 	if err := q.Evacuate(); err != nil {
 		t.Fatal(err)
 	}
-	if n := q.Stored("tiktok"); n != 0 {
-		t.Fatalf("%d events moved past one leased at the front of the log", n)
+	if n := q.Stored("tiktok"); n < 100 {
+		t.Fatalf("%d events moved out of a log of %d segments with a limit of 4", n, before)
 	}
+	if n := q.Segments(); n > 4 {
+		t.Fatalf("the log holds %d segments after the move (%d before), limit 4", n, before)
+	}
+	if st, _ := q.Stats(ctx); st["tiktok"].Depth != 200 || st["tiktok"].Leased != 1 {
+		t.Fatalf("stats after the move = %+v, want depth 200 with 1 leased", st["tiktok"])
+	}
+	// The moved copy of the leased event is not leased again.
+	items, err := q.Lease(ctx, "tiktok", 1000)
+	if err != nil || len(items) != 199 || items[0].Event.ID != want[1] {
+		t.Fatalf("leased %d (first %v) besides the held event, %v; want the 199 others", len(items), ids(items), err)
+	}
+	var release []string
+	for _, it := range items {
+		release = append(release, it.Receipt)
+	}
+	q.Release("tiktok", release...)
 	if err := q.Settle(ctx, "tiktok", queue.Settlement{Receipt: held[0].Receipt, Outcome: queue.Ack}); err != nil {
 		t.Fatal(err)
 	}
-	before := segments()
-	if err := q.Evacuate(); err != nil {
-		t.Fatal(err)
-	}
-	if n := q.Stored("tiktok"); n == 0 {
-		t.Fatalf("no event moved out of a log of %d segments with a limit of 4", before)
-	}
-	if n := segments(); n > 4 {
-		t.Fatalf("the log holds %d segments after the move (%d before), limit 4", n, before)
-	}
-	if st, _ := q.Stats(ctx); st["tiktok"].Depth != 199 {
-		t.Fatalf("depth %d after the move, want 199", st["tiktok"].Depth)
+	if st, _ := q.Stats(ctx); st["tiktok"].Depth != 199 || st["tiktok"].Leased != 0 {
+		t.Fatalf("stats after the held event was acknowledged = %+v, want depth 199, none leased", st["tiktok"])
 	}
 	q.Close()
 	db.Close()
 	q = openBolt(t, path, opts)
-	items, err := q.Lease(ctx, "tiktok", 1000)
+	items, err = q.Lease(ctx, "tiktok", 1000)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if len(items) != 199 {
+		t.Fatalf("leased %d after the move and a reopen, want 199", len(items))
 	}
 	for i, it := range items {
 		if it.Event.ID != want[i+1] || it.Attempts != 0 || !reflect.DeepEqual(it.Event, queuetest.Event(want[i+1])) {
 			t.Fatalf("item %d after the move and a reopen: %s with %d attempts, want %s intact", i, it.Event.ID, it.Attempts, want[i+1])
 		}
 	}
-	if len(items) != 199 {
-		t.Fatalf("leased %d after the move and a reopen, want 199", len(items))
+}
+
+func ids(items []queue.Item) []string {
+	out := make([]string, len(items))
+	for i, it := range items {
+		out[i] = it.Event.ID
 	}
+	return out
 }
 
 // A partition with nothing waiting does not hold the log back, even if it never reads again: the
@@ -608,5 +621,50 @@ func TestAnIdlePlatformDoesNotHoldTheLog(t *testing.T) {
 	}
 	if got := leaseAll(t, q, "google"); !slices.Equal(got, []string{"g2"}) {
 		t.Fatalf("google leased %v after the checkpoint moved it, want [g2]", got)
+	}
+}
+
+// One event of a quiet platform held for its batch's flush interval must not hold back the log
+// that a busy platform, delivered as fast as it comes, writes meanwhile.
+func TestAHeldLeaseOfAQuietPlatformDoesNotPinTheLog(t *testing.T) {
+	queue.SetMaxLogSegments(t, 4)
+	path := filepath.Join(t.TempDir(), "capi.db")
+	q := openBolt(t, path, queue.Options{LogSegmentSize: 16 << 10})
+	ctx := context.Background()
+	if _, err := q.Enqueue(ctx, "google", queuetest.Event("g")); err != nil {
+		t.Fatal(err)
+	}
+	held, err := q.Lease(ctx, "google", 100)
+	if err != nil || len(held) != 1 {
+		t.Fatalf("Lease = %d, %v", len(held), err)
+	}
+	for round := range 5 {
+		for i := range 200 {
+			if _, err := q.Enqueue(ctx, "meta", queuetest.Event(fmt.Sprint("m-", round, "-", i))); err != nil {
+				t.Fatal(err)
+			}
+		}
+		ackAll(t, q, "meta")
+		if err := q.FlushDedup(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := q.Checkpoint(); err != nil {
+			t.Fatal(err)
+		}
+		if err := q.Evacuate(); err != nil {
+			t.Fatal(err)
+		}
+		if n := q.Segments(); n > 4 {
+			t.Fatalf("after %d delivered meta events, %d log segments with a limit of 4: google's held event pins the log", 200*(round+1), n)
+		}
+	}
+	if err := q.Settle(ctx, "google", queue.Settlement{Receipt: held[0].Receipt, Outcome: queue.Ack}); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := q.Stats(ctx); st["google"].Depth != 0 || st["google"].Leased != 0 {
+		t.Fatalf("google after its held event was acknowledged: %+v", st["google"])
+	}
+	if got := leaseAll(t, q, "google"); len(got) != 0 {
+		t.Fatalf("google leased %v after its only event was acknowledged", got)
 	}
 }

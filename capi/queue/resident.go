@@ -122,6 +122,7 @@ type residentEvent struct {
 	event    []byte // JSON, owned by the window
 	leased   bool
 	settled  bool
+	moving   bool // being moved out of the log (evacuate)
 }
 
 // find returns the index of pos in the window (sorted by position), or -1.
@@ -182,14 +183,18 @@ func (q *Bolt) read(p *partition, want int) error {
 			return fmt.Errorf("read the log at record %d: %w", p.readPos.lsn, err)
 		}
 		from := p.readPos.idx
-		p.readPos = logPos{lsn + 1, 0}
 		if !bytes.Equal(loggedPlatform(payload), p.name) {
+			p.readPos = logPos{lsn + 1, 0}
 			continue
 		}
 		b, err := decodeLogged(payload)
 		if err != nil {
+			// Not skipped: the next read starts at this record again, and fails again.
+			p.reader.Close()
+			p.reader = nil
 			return fmt.Errorf("log record %d: %w", lsn, err)
 		}
+		p.readPos = logPos{lsn + 1, 0}
 		for i := int(from); i < len(b.events); i++ {
 			pos := logPos{lsn, uint32(i)}
 			if _, done := p.ahead[pos]; done {
@@ -225,7 +230,7 @@ func (p *partition) residentCandidates(max int) []int {
 		if len(idx) == max {
 			break
 		}
-		if e := &p.window[i]; !e.leased && !e.settled {
+		if e := &p.window[i]; !e.leased && !e.settled && !e.moving {
 			idx = append(idx, i)
 		}
 	}
@@ -250,17 +255,25 @@ type residentSettlement struct {
 
 // settleResident settles log-resident events: Reschedule and Bury move them into bbolt, and the
 // partition's cursor and out-of-order settlements are written in the same transaction. Settlements
-// of events that are not in the window, or settled already, are no-ops. evacuated marks a move of
-// waiting events out of the log, which keeps their identity and costs no attempt.
-func (q *Bolt) settleResident(p *partition, ss []residentSettlement, evacuated bool) error {
+// of events that are not in the window, or settled already, are no-ops; those of events moved out
+// of the log while leased are returned, with their ready keys as receipts, for the caller to
+// settle in bbolt. evacuated marks a move of waiting events out of the log (evacuate), which keeps
+// their identity and costs no attempt; an event leased meanwhile keeps its lease on its bbolt copy.
+func (q *Bolt) settleResident(p *partition, ss []residentSettlement, evacuated bool) ([]Settlement, error) {
 	p.settleMu.Lock()
 	defer p.settleMu.Unlock()
 	// Resolved once: only this partition's settlements change the window's settled marks, and they
 	// hold settleMu.
 	p.mu.Lock()
+	var moved []Settlement
 	n := 0
 	batch := make(map[logPos]bool, len(ss))
 	for _, s := range ss {
+		if key, ok := p.moved[s.pos]; ok && !evacuated {
+			s.Settlement.Receipt = key
+			moved = append(moved, s.Settlement)
+			continue
+		}
 		i := p.find(s.pos)
 		if i < 0 || p.window[i].settled || batch[s.pos] {
 			continue
@@ -281,10 +294,11 @@ func (q *Bolt) settleResident(p *partition, ss []residentSettlement, evacuated b
 	}
 	p.mu.Unlock()
 	if len(ss) == 0 {
-		return nil
+		return moved, nil
 	}
 	now := q.now().UnixNano()
 	var acked, buried int64
+	keys := make([]string, len(ss)) // evacuated: where each event went
 	err := q.submit(context.Background(), boltcommit.Write{
 		Apply: func(tx *bbolt.Tx) error {
 			acked, buried = 0, 0
@@ -293,7 +307,7 @@ func (q *Bolt) settleResident(p *partition, ss []residentSettlement, evacuated b
 				return err
 			}
 			var dead *bbolt.Bucket
-			for _, s := range ss {
+			for i, s := range ss {
 				if s.Outcome == Ack {
 					acked++
 					continue
@@ -309,7 +323,9 @@ func (q *Bolt) settleResident(p *partition, ss []residentSettlement, evacuated b
 					if evacuated {
 						notBefore = s.enqueued
 					}
-					err = ready.Put(readyKey(notBefore, seq), r.encode())
+					key := readyKey(notBefore, seq)
+					keys[i] = string(key)
+					err = ready.Put(key, r.encode())
 				case Bury:
 					if dead == nil {
 						if dead, err = tx.CreateBucketIfNotExists(p.dead); err != nil {
@@ -328,11 +344,18 @@ func (q *Bolt) settleResident(p *partition, ss []residentSettlement, evacuated b
 		},
 		Committed: func() {
 			p.mu.Lock()
-			for _, s := range ss {
-				if i := p.find(s.pos); i >= 0 {
-					p.window[i].settled = true
-					p.window[i].event = nil
+			for j, s := range ss {
+				i := p.find(s.pos)
+				if i < 0 {
+					continue
 				}
+				e := &p.window[i]
+				if evacuated && e.leased {
+					// Still being sent: the lease goes on, on the copy in bbolt.
+					p.moved[s.pos] = keys[j]
+					p.leased[binary.BigEndian.Uint64([]byte(keys[j][8:]))] = struct{}{}
+				}
+				e.settled, e.moving, e.event = true, false, nil
 			}
 			p.trim()
 			p.mu.Unlock()
@@ -341,7 +364,7 @@ func (q *Bolt) settleResident(p *partition, ss []residentSettlement, evacuated b
 			p.deadCount.Add(buried)
 		},
 	}, false)
-	return err
+	return moved, err
 }
 
 // writePositions writes the partition's cursor and the settlements of ss at or after it, and
@@ -434,9 +457,8 @@ func (q *Bolt) checkpoint() error {
 }
 
 // evacuate moves waiting events out of a log that has grown past maxLogSegments into bbolt, from
-// the partitions that hold the log back, oldest first, until the log can be released below
-// maxLogSegments/2 or those partitions' oldest events are leased (a send in progress; they leave
-// the log when it is settled).
+// the partitions that hold the log back, oldest first, until the log is back within the limit or
+// what holds it is the dedup checkpoint.
 func (q *Bolt) evacuate() error {
 	for q.log.Segments() > maxLogSegments {
 		q.logMu.Lock()
@@ -476,21 +498,21 @@ func (p *partition) cursorLSN() uint64 {
 	return p.cursor.lsn
 }
 
-// evacuateChunk moves up to evacuateChunk of the partition's oldest waiting events that are not
-// leased into bbolt, and returns how many it moved.
+// evacuateChunk moves up to evacuateChunk of the partition's oldest waiting events into bbolt, and
+// returns how many it moved. An event leased meanwhile moves too and keeps its lease: otherwise a
+// partial batch held for its flush interval would hold the whole log back.
 func (q *Bolt) evacuateChunk(p *partition) (int, error) {
 	p.mu.Lock()
 	err := q.read(p, evacuateChunk)
 	var ss []residentSettlement
 	if err == nil {
-		// Only from the front: events behind a leased one would not let the cursor move.
 		for i := range p.window {
 			e := &p.window[i]
-			if e.leased || len(ss) == evacuateChunk {
+			if len(ss) == evacuateChunk {
 				break
 			}
-			if !e.settled {
-				e.leased = true // kept from Lease while they move
+			if !e.settled && !e.moving {
+				e.moving = true // kept from Lease while they move
 				ss = append(ss, residentSettlement{Settlement: Settlement{Outcome: Reschedule}, pos: e.pos})
 			}
 		}
@@ -499,12 +521,11 @@ func (q *Bolt) evacuateChunk(p *partition) (int, error) {
 	if err != nil || len(ss) == 0 {
 		return 0, err
 	}
-	err = q.settleResident(p, ss, true)
-	if err != nil {
+	if _, err := q.settleResident(p, ss, true); err != nil {
 		p.mu.Lock()
 		for _, s := range ss {
 			if i := p.find(s.pos); i >= 0 {
-				p.window[i].leased = false
+				p.window[i].moving = false
 			}
 		}
 		p.mu.Unlock()

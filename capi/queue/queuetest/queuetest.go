@@ -167,6 +167,26 @@ func Run(t *testing.T, b Backend) {
 		}
 	})
 
+	t.Run("ASettlementThatFailsStillEndsItsLeases", func(t *testing.T) {
+		_, q := h(t)
+		enqueue(t, q, "meta", "a", "b")
+		items := lease(t, q, "meta", 10)
+		cctx, cancel := context.WithCancel(ctx)
+		cancel()
+		if err := q.Settle(cctx, "meta", queue.Settlement{Receipt: items[0].Receipt, Outcome: queue.Ack}); err == nil {
+			t.Fatal("Settle with a cancelled context succeeded")
+		}
+		err := q.Settle(ctx, "meta",
+			queue.Settlement{Receipt: items[1].Receipt, Outcome: queue.Ack},
+			queue.Settlement{Receipt: "not a receipt", Outcome: queue.Ack})
+		if err == nil {
+			t.Fatal("Settle accepted a receipt that is not one of the queue's")
+		}
+		if got := ids(lease(t, q, "meta", 10)); !reflect.DeepEqual(got, []string{"a", "b"}) {
+			t.Fatalf("after failed settlements leased %v, want [a b] due again", got)
+		}
+	})
+
 	t.Run("RescheduledEventsWaitForNotBeforeAndKeepTheirIdentity", func(t *testing.T) {
 		c, q := h(t)
 		enqueue(t, q, "meta", "a")
