@@ -229,17 +229,8 @@ func TestWaitingEventsStayOnDisk(t *testing.T) {
 		}
 	}
 	settled := func() uint64 {
-		// What the background flush, checkpoint and evacuation do, done now so the heap is
-		// measured between flushes and with every partition's window drained.
-		if err := q.FlushDedup(ctx); err != nil {
-			t.Fatal(err)
-		}
-		if err := q.Checkpoint(); err != nil {
-			t.Fatal(err)
-		}
-		if err := q.Evacuate(); err != nil {
-			t.Fatal(err)
-		}
+		// Measured between flushes and with every partition's window drained.
+		catchUp(t, q)
 		return heapInUse()
 	}
 	empty := settled()

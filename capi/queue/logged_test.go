@@ -67,6 +67,21 @@ func ackAll(t *testing.T, q queue.Queue, platformName string) {
 	}
 }
 
+// catchUp does now what the queue's background loops do in their time: a dedup flush, a checkpoint
+// and, past the log's limit, a move of waiting events into bbolt.
+func catchUp(t *testing.T, q *queue.Bolt) {
+	t.Helper()
+	if err := q.FlushDedup(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Checkpoint(); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Evacuate(); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // loggedOnly enqueues one event per ID, one call each, and abandons the queue as a crash would: the
 // events exist only in the write-ahead log.
 func loggedOnly(t *testing.T, path string, opts queue.Options, ids ...string) {
@@ -607,12 +622,7 @@ func TestAnIdlePlatformDoesNotHoldTheLog(t *testing.T) {
 		}
 	}
 	ackAll(t, q, "meta")
-	if err := q.FlushDedup(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := q.Checkpoint(); err != nil {
-		t.Fatal(err)
-	}
+	catchUp(t, q)
 	if live, _ := filepath.Glob(filepath.Join(queue.LogDir(path), "0*.wal")); len(live) > 2 {
 		t.Fatalf("%d log segments with every event delivered: an idle platform holds the log", len(live))
 	}
@@ -645,15 +655,7 @@ func TestAHeldLeaseOfAQuietPlatformDoesNotPinTheLog(t *testing.T) {
 			}
 		}
 		ackAll(t, q, "meta")
-		if err := q.FlushDedup(ctx); err != nil {
-			t.Fatal(err)
-		}
-		if err := q.Checkpoint(); err != nil {
-			t.Fatal(err)
-		}
-		if err := q.Evacuate(); err != nil {
-			t.Fatal(err)
-		}
+		catchUp(t, q)
 		if n := q.Segments(); n > 4 {
 			t.Fatalf("after %d delivered meta events, %d log segments with a limit of 4: google's held event pins the log", 200*(round+1), n)
 		}
