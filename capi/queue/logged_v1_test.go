@@ -2,6 +2,7 @@ package queue
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"path/filepath"
 	"testing"
@@ -60,5 +61,112 @@ func TestLogOfVersion1BatchesIsReplayed(t *testing.T) {
 	n, err := q.Enqueue(ctx, "meta", event.Event{Name: "Purchase", ID: "v1-a"}, event.Event{Name: "Purchase", ID: "v1-b"})
 	if err != nil || n != 0 {
 		t.Fatalf("Enqueue of the replayed IDs = %d, %v; want duplicates", n, err)
+	}
+}
+
+// Files left by the design before events waited in the log (an applier copied each logged event
+// into the ready bucket and moved queue.log/applied past its record) open as they are: the events
+// in the ready bucket and those logged beyond the applied record are all leased once, oldest first,
+// counted once, and gone once acknowledged, across a reopen.
+func TestFilesOfTheApplierDesignOpen(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "capi.db")
+	t0 := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC).UnixNano()
+	batch := func(id string, at int64) loggedBatch {
+		data, err := json.Marshal(event.Event{Name: "Purchase", ID: id, Time: time.Unix(0, at).UTC(), ActionSource: event.ActionWebsite})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return loggedBatch{platform: "meta", enqueued: at, keys: [][]byte{[]byte(dedupKey("meta", "Purchase", id))}, events: [][]byte{data}}
+	}
+	// Records 1 and 2 were applied (their events are in the ready bucket, their keys flushed);
+	// record 3 was logged but not applied when the old version stopped.
+	log, err := wal.Open(LogDir(path), 0, func(uint64, []byte) error { return nil }, wal.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, id := range []string{"old-a", "old-b", "old-c"} {
+		if _, err := log.Append(batch(id, t0+int64(i)).encode()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := log.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db, err := bbolt.Open(path, 0o600, BoltOptions(time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(func(tx *bbolt.Tx) error {
+		ready, err := tx.CreateBucketIfNotExists([]byte(readyPrefix + "meta"))
+		if err != nil {
+			return err
+		}
+		index, err := tx.CreateBucketIfNotExists(dedupBucket)
+		if err != nil {
+			return err
+		}
+		for i, id := range []string{"old-a", "old-b"} {
+			b := batch(id, t0+int64(i))
+			if err := ready.Put(readyKey(b.enqueued, uint64(i+1)), record{enqueued: b.enqueued, event: b.events[0]}.encode()); err != nil {
+				return err
+			}
+			if err := index.Put(b.keys[0], binary.BigEndian.AppendUint64(nil, uint64(b.enqueued+int64(DedupWindow)))); err != nil {
+				return err
+			}
+		}
+		if _, err := ready.NextSequence(); err != nil {
+			return err
+		}
+		logged, err := tx.CreateBucketIfNotExists(logBucket)
+		if err != nil {
+			return err
+		}
+		if err := logged.Put(appliedKey, binary.BigEndian.AppendUint64(nil, 2)); err != nil {
+			return err
+		}
+		return logged.Put(dedupFlushedKey, binary.BigEndian.AppendUint64(nil, 2))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock := func() time.Time { return time.Unix(0, t0).Add(time.Minute) }
+	q, err := OpenBolt(db, Options{Now: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if st, _ := q.Stats(ctx); st["meta"].Depth != 3 {
+		t.Fatalf("depth %d after the upgrade, want 3", st["meta"].Depth)
+	}
+	items, err := q.Lease(ctx, "meta", 10)
+	if err != nil || len(items) != 3 {
+		t.Fatalf("Lease = %d items, %v; want 3", len(items), err)
+	}
+	var acks []Settlement
+	for i, want := range []string{"old-a", "old-b", "old-c"} {
+		if items[i].Event.ID != want || items[i].Enqueued.UnixNano() != t0+int64(i) {
+			t.Fatalf("item %d = %s enqueued %v, want %s", i, items[i].Event.ID, items[i].Enqueued, want)
+		}
+		acks = append(acks, Settlement{Receipt: items[i].Receipt, Outcome: Ack})
+	}
+	if n, err := q.Enqueue(ctx, "meta", event.Event{Name: "Purchase", ID: "old-a"}, event.Event{Name: "Purchase", ID: "old-c"}); err != nil || n != 0 {
+		t.Fatalf("Enqueue of the old IDs = %d, %v; want duplicates", n, err)
+	}
+	if err := q.Settle(ctx, "meta", acks...); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Close(); err != nil {
+		t.Fatal(err)
+	}
+	q, err = OpenBolt(db, Options{Now: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	if items, err := q.Lease(ctx, "meta", 10); err != nil || len(items) != 0 {
+		t.Fatalf("after acknowledging everything and a reopen, leased %d, %v", len(items), err)
+	}
+	if st, _ := q.Stats(ctx); st["meta"].Depth != 0 {
+		t.Fatalf("depth %d after acknowledging everything and a reopen", st["meta"].Depth)
 	}
 }
