@@ -20,29 +20,9 @@ import (
 func TestLogOfVersion1BatchesIsReplayed(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "capi.db")
 	enqueued := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC).UnixNano()
-	log, err := wal.Open(LogDir(path), 0, func(uint64, []byte) error { return nil }, wal.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, id := range []string{"v1-a", "v1-b"} {
-		data, err := json.Marshal(event.Event{Name: "Purchase", ID: id, Time: time.Unix(0, enqueued).UTC(), ActionSource: event.ActionWebsite})
-		if err != nil {
-			t.Fatal(err)
-		}
-		b := loggedBatch{platform: "meta", enqueued: enqueued, keys: [][]byte{[]byte(dedupKey("meta", "Purchase", id))}, events: [][]byte{data}}
-		if _, err := log.Append(encodeLoggedV1(b)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := log.Close(); err != nil {
-		t.Fatal(err)
-	}
-
-	db, err := bbolt.Open(path, 0o600, BoltOptions(time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := writeLog(t, path,
+		encodeLoggedV1(purchaseBatch(t, "v1-a", enqueued)),
+		encodeLoggedV1(purchaseBatch(t, "v1-b", enqueued)))
 	q, err := OpenBolt(db, Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -71,32 +51,11 @@ func TestLogOfVersion1BatchesIsReplayed(t *testing.T) {
 func TestFilesOfTheApplierDesignOpen(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "capi.db")
 	t0 := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC).UnixNano()
-	batch := func(id string, at int64) loggedBatch {
-		data, err := json.Marshal(event.Event{Name: "Purchase", ID: id, Time: time.Unix(0, at).UTC(), ActionSource: event.ActionWebsite})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return loggedBatch{platform: "meta", enqueued: at, keys: [][]byte{[]byte(dedupKey("meta", "Purchase", id))}, events: [][]byte{data}}
-	}
+	batch := func(id string, at int64) loggedBatch { return purchaseBatch(t, id, at) }
 	// Records 1 and 2 were applied (their events are in the ready bucket, their keys flushed);
 	// record 3 was logged but not applied when the old version stopped.
-	log, err := wal.Open(LogDir(path), 0, func(uint64, []byte) error { return nil }, wal.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i, id := range []string{"old-a", "old-b", "old-c"} {
-		if _, err := log.Append(batch(id, t0+int64(i)).encode()); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := log.Close(); err != nil {
-		t.Fatal(err)
-	}
-	db, err := bbolt.Open(path, 0o600, BoltOptions(time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = db.Update(func(tx *bbolt.Tx) error {
+	db := writeLog(t, path, batch("old-a", t0).encode(), batch("old-b", t0+1).encode(), batch("old-c", t0+2).encode())
+	err := db.Update(func(tx *bbolt.Tx) error {
 		ready, err := tx.CreateBucketIfNotExists([]byte(readyPrefix + "meta"))
 		if err != nil {
 			return err
@@ -169,4 +128,38 @@ func TestFilesOfTheApplierDesignOpen(t *testing.T) {
 	if st, _ := q.Stats(ctx); st["meta"].Depth != 0 {
 		t.Fatalf("depth %d after acknowledging everything and a reopen", st["meta"].Depth)
 	}
+}
+
+// purchaseBatch is a logged batch of one Purchase for meta, enqueued at the given time.
+func purchaseBatch(t *testing.T, id string, enqueued int64) loggedBatch {
+	t.Helper()
+	data, err := json.Marshal(event.Event{Name: "Purchase", ID: id, Time: time.Unix(0, enqueued).UTC(), ActionSource: event.ActionWebsite})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return loggedBatch{platform: "meta", enqueued: enqueued, keys: [][]byte{[]byte(dedupKey("meta", "Purchase", id))}, events: [][]byte{data}}
+}
+
+// writeLog writes records to the log of the queue on the bbolt file at path, as an older version
+// left them, and opens that file.
+func writeLog(t *testing.T, path string, records ...[]byte) *bbolt.DB {
+	t.Helper()
+	log, err := wal.Open(LogDir(path), 0, func(uint64, []byte) error { return nil }, wal.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range records {
+		if _, err := log.Append(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := log.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db, err := bbolt.Open(path, 0o600, BoltOptions(time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
 }
