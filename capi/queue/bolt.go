@@ -626,17 +626,46 @@ func (q *Bolt) Lease(ctx context.Context, platformName string, max int) ([]Item,
 		return nil, nil
 	}
 	p := q.partition(platformName)
+	picked, err := q.pick(p, max)
+	if err != nil {
+		return nil, fmt.Errorf("queue: lease %s events: %w", platformName, err)
+	}
+	// Decoded after the partition's lock is let go: the committer takes it to end settlements,
+	// and every bbolt write, the visitor store's too, would wait for the decoding.
+	items := make([]Item, len(picked)) // Items are large: filled in place
+	for i, pk := range picked {
+		items[i] = pk.item
+		if err := json.Unmarshal(pk.event, &items[i].Event); err != nil {
+			all := make([]string, len(picked))
+			for j, pk := range picked {
+				all[j] = pk.item.Receipt
+			}
+			q.Release(platformName, all...)
+			return nil, fmt.Errorf("queue: lease %s events: event %x: %w", platformName, pk.item.Receipt, err)
+		}
+	}
+	return items, nil
+}
+
+// picked is an event Lease took, before its JSON is decoded into item.Event.
+type picked struct {
+	item  Item
+	event []byte // owned: copied out of bbolt, or the window's copy
+}
+
+// pick takes up to max due events of the partition, oldest due first, and marks them leased.
+func (q *Bolt) pick(p *partition, max int) ([]picked, error) {
 	now := q.now().UnixNano()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if err := q.read(p, max); err != nil {
-		return nil, fmt.Errorf("queue: lease %s events: %w", platformName, err)
+		return nil, err
 	}
 	resident := p.residentCandidates(max)
 	type stored struct {
 		notBefore int64
-		item      Item
 		seq       uint64
+		picked
 	}
 	var due []stored
 	err := q.db.View(func(tx *bbolt.Tx) error {
@@ -661,48 +690,38 @@ func (q *Bolt) Lease(ctx context.Context, platformName string, max int) ([]Item,
 			if err != nil {
 				return fmt.Errorf("event %d: %w", seq, err)
 			}
-			it := Item{
-				Receipt:    string(k),
-				Enqueued:   fromUnixNano(r.enqueued),
-				Attempts:   int(r.attempts),
-				LastReason: r.reason,
-			}
-			if err := json.Unmarshal(r.event, &it.Event); err != nil {
-				return fmt.Errorf("event %d: %w", seq, err)
-			}
-			due = append(due, stored{notBefore, it, seq})
+			due = append(due, stored{notBefore, seq, picked{
+				item: Item{
+					Receipt:    string(k),
+					Enqueued:   fromUnixNano(r.enqueued),
+					Attempts:   int(r.attempts),
+					LastReason: r.reason,
+				},
+				event: bytes.Clone(r.event), // bbolt's memory is valid only in the transaction
+			}})
 		}
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("queue: lease %s events: %w", platformName, err)
+		return nil, err
 	}
-	// Items are large: growing the slice would copy them over and over.
-	items := make([]Item, 0, min(max, len(resident)+len(due)))
-	var taken []int
-	var takenSeqs []uint64
-	for i, j := 0, 0; len(items) < max && (i < len(resident) || j < len(due)); {
+	out := make([]picked, 0, min(max, len(resident)+len(due)))
+	for i, j := 0, 0; len(out) < max && (i < len(resident) || j < len(due)); {
 		if j == len(due) || (i < len(resident) && p.window[resident[i]].enqueued <= due[j].notBefore) {
-			it, err := p.window[resident[i]].item()
-			if err != nil {
-				return nil, fmt.Errorf("queue: lease %s events: %w", platformName, err)
-			}
-			items = append(items, it)
-			taken = append(taken, resident[i])
+			e := &p.window[resident[i]]
+			e.leased = true
+			out = append(out, picked{
+				item:  Item{Receipt: residentReceipt(e.pos), Enqueued: fromUnixNano(e.enqueued)},
+				event: e.event,
+			})
 			i++
 			continue
 		}
-		items = append(items, due[j].item)
-		takenSeqs = append(takenSeqs, due[j].seq)
+		p.leased[due[j].seq] = struct{}{}
+		out = append(out, due[j].picked)
 		j++
 	}
-	for _, i := range taken {
-		p.window[i].leased = true
-	}
-	for _, s := range takenSeqs {
-		p.leased[s] = struct{}{}
-	}
-	return items, nil
+	return out, nil
 }
 
 // Settle implements Queue. Settlements of events leased from the log and of events leased from

@@ -163,3 +163,41 @@ func writeLog(t *testing.T, path string, records ...[]byte) *bbolt.DB {
 	t.Cleanup(func() { db.Close() })
 	return db
 }
+
+// An event whose stored JSON is damaged fails the Lease that reaches it, with an error naming it,
+// and leaves no lease behind: the events before it are due again.
+func TestLeaseOfADamagedEventLeavesNoLease(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "capi.db")
+	t0 := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC).UnixNano()
+	db := writeLog(t, path, purchaseBatch(t, "logged", t0+2).encode())
+	err := db.Update(func(tx *bbolt.Tx) error {
+		ready, err := tx.CreateBucketIfNotExists([]byte(readyPrefix + "meta"))
+		if err != nil {
+			return err
+		}
+		good := purchaseBatch(t, "stored", t0)
+		if err := ready.Put(readyKey(t0, 1), record{enqueued: t0, event: good.events[0]}.encode()); err != nil {
+			return err
+		}
+		return ready.Put(readyKey(t0+1, 2), record{enqueued: t0 + 1, event: []byte(`{"event_name":`)}.encode())
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, err := OpenBolt(db, Options{Now: func() time.Time { return time.Unix(0, t0).Add(time.Minute) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	ctx := context.Background()
+	if items, err := q.Lease(ctx, "meta", 10); err == nil {
+		t.Fatalf("Lease over a damaged event = %d items, no error", len(items))
+	}
+	if st, _ := q.Stats(ctx); st["meta"].Leased != 0 {
+		t.Fatalf("a failed Lease left %d leases", st["meta"].Leased)
+	}
+	items, err := q.Lease(ctx, "meta", 1)
+	if err != nil || len(items) != 1 || items[0].Event.ID != "stored" {
+		t.Fatalf("the event before the damaged one: %v, %v", items, err)
+	}
+}

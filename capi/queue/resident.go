@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -235,14 +234,6 @@ func (p *partition) residentCandidates(max int) []int {
 		}
 	}
 	return idx
-}
-
-func (e *residentEvent) item() (Item, error) {
-	it := Item{Receipt: residentReceipt(e.pos), Enqueued: fromUnixNano(e.enqueued)}
-	if err := json.Unmarshal(e.event, &it.Event); err != nil {
-		return Item{}, fmt.Errorf("event at log record %d: %w", e.pos.lsn, err)
-	}
-	return it, nil
 }
 
 // residentSettlement is a settlement of a log-resident event, resolved against the window.
