@@ -626,25 +626,90 @@ func (q *Bolt) Lease(ctx context.Context, platformName string, max int) ([]Item,
 		return nil, nil
 	}
 	p := q.partition(platformName)
-	picked, err := q.pick(p, max)
+	picked, damaged, err := q.pick(p, max)
 	if err != nil {
 		return nil, fmt.Errorf("queue: lease %s events: %w", platformName, err)
 	}
 	// Decoded after the partition's lock is let go: the committer takes it to end settlements,
 	// and every bbolt write, the visitor store's too, would wait for the decoding.
-	items := make([]Item, len(picked)) // Items are large: filled in place
-	for i, pk := range picked {
-		items[i] = pk.item
-		if err := json.Unmarshal(pk.event, &items[i].Event); err != nil {
-			all := make([]string, len(picked))
-			for j, pk := range picked {
-				all[j] = pk.item.Receipt
-			}
-			q.Release(platformName, all...)
-			return nil, fmt.Errorf("queue: lease %s events: event %x: %w", platformName, pk.item.Receipt, err)
+	items := make([]Item, 0, len(picked)) // Items are large: filled in place
+	var bury []Settlement
+	for _, pk := range picked {
+		items = append(items, pk.item)
+		if err := json.Unmarshal(pk.event, &items[len(items)-1].Event); err != nil {
+			items = items[:len(items)-1]
+			bury = append(bury, Settlement{Receipt: pk.item.Receipt, Outcome: Bury, Attempts: pk.item.Attempts,
+				Reason: damagedReason + ": " + err.Error()})
+		}
+	}
+	// A damaged event goes to the dead letters, where it can be seen and dropped, rather than
+	// fail every lease that reaches it.
+	if len(damaged) > 0 {
+		if err := q.buryDamaged(p, damaged); err != nil {
+			q.Release(platformName, receiptsOfItems(items)...)
+			return nil, fmt.Errorf("queue: lease %s events: %w", platformName, err)
+		}
+	}
+	if len(bury) > 0 {
+		if err := q.Settle(ctx, platformName, bury...); err != nil {
+			q.Release(platformName, receiptsOfItems(items)...)
+			return nil, fmt.Errorf("queue: lease %s events: %w", platformName, err)
 		}
 	}
 	return items, nil
+}
+
+func receiptsOfItems(items []Item) []string {
+	r := make([]string, len(items))
+	for i, it := range items {
+		r[i] = it.Receipt
+	}
+	return r
+}
+
+// damagedReason starts the reason of a dead letter whose stored bytes could not be read.
+const damagedReason = "stored event is damaged and cannot be sent"
+
+// damagedRecord is a ready record whose header cannot be read.
+type damagedRecord struct {
+	key    []byte
+	reason string
+}
+
+// buryDamaged moves ready records whose header cannot be read into the dead letters, bytes as they
+// are, with the reason.
+func (q *Bolt) buryDamaged(p *partition, damaged []damagedRecord) error {
+	now := q.now().UnixNano()
+	var moved int64
+	return q.submit(context.Background(), boltcommit.Write{
+		Apply: func(tx *bbolt.Tx) error {
+			moved = 0
+			ready := tx.Bucket(p.ready)
+			dead, err := tx.CreateBucketIfNotExists(p.dead)
+			if err != nil || ready == nil {
+				return err
+			}
+			for _, d := range damaged {
+				v := ready.Get(d.key)
+				if v == nil {
+					continue
+				}
+				r := record{buried: now, reason: d.reason, event: bytes.Clone(v)}
+				if err := dead.Put(seqKey(binary.BigEndian.Uint64(d.key[8:])), r.encode()); err != nil {
+					return err
+				}
+				if err := ready.Delete(d.key); err != nil {
+					return err
+				}
+				moved++
+			}
+			return nil
+		},
+		Committed: func() {
+			p.depth.Add(-moved)
+			p.deadCount.Add(moved)
+		},
+	}, false)
 }
 
 // picked is an event Lease took, before its JSON is decoded into item.Event.
@@ -653,13 +718,14 @@ type picked struct {
 	event []byte // owned: copied out of bbolt, or the window's copy
 }
 
-// pick takes up to max due events of the partition, oldest due first, and marks them leased.
-func (q *Bolt) pick(p *partition, max int) ([]picked, error) {
+// pick takes up to max due events of the partition, oldest due first, and marks them leased. It
+// returns apart the ready records whose header cannot be read, which it skips.
+func (q *Bolt) pick(p *partition, max int) ([]picked, []damagedRecord, error) {
 	now := q.now().UnixNano()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if err := q.read(p, max); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	resident := p.residentCandidates(max)
 	type stored struct {
@@ -668,6 +734,7 @@ func (q *Bolt) pick(p *partition, max int) ([]picked, error) {
 		picked
 	}
 	var due []stored
+	var damaged []damagedRecord
 	err := q.db.View(func(tx *bbolt.Tx) error {
 		b := tx.Bucket(p.ready)
 		if b == nil {
@@ -688,7 +755,8 @@ func (q *Bolt) pick(p *partition, max int) ([]picked, error) {
 			}
 			r, err := decodeRecord(v)
 			if err != nil {
-				return fmt.Errorf("event %d: %w", seq, err)
+				damaged = append(damaged, damagedRecord{bytes.Clone(k), damagedReason + ": " + err.Error()})
+				continue
 			}
 			due = append(due, stored{notBefore, seq, picked{
 				item: Item{
@@ -703,7 +771,7 @@ func (q *Bolt) pick(p *partition, max int) ([]picked, error) {
 		return nil
 	})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	out := make([]picked, 0, min(max, len(resident)+len(due)))
 	for i, j := 0, 0; len(out) < max && (i < len(resident) || j < len(due)); {
@@ -721,7 +789,7 @@ func (q *Bolt) pick(p *partition, max int) ([]picked, error) {
 		out = append(out, due[j].picked)
 		j++
 	}
-	return out, nil
+	return out, damaged, nil
 }
 
 // Settle implements Queue. Settlements of events leased from the log and of events leased from
@@ -908,8 +976,10 @@ func (q *Bolt) DeadLetters(ctx context.Context, platformName, after string, limi
 				Enqueued: fromUnixNano(r.enqueued),
 				Buried:   fromUnixNano(r.buried),
 			}
-			if err := json.Unmarshal(r.event, &d.Event); err != nil {
-				return fmt.Errorf("dead letter %d: %w", seq, err)
+			// A damaged event is listed without it, its reason saying so, so that it can be
+			// seen and dropped rather than fail the listing of every other dead letter.
+			if err := json.Unmarshal(r.event, &d.Event); err != nil && !strings.HasPrefix(d.Reason, damagedReason) {
+				d.Reason = strings.TrimPrefix(d.Reason+"; ", "; ") + damagedReason + ": " + err.Error()
 			}
 			list = append(list, d)
 		}

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -164,12 +165,13 @@ func writeLog(t *testing.T, path string, records ...[]byte) *bbolt.DB {
 	return db
 }
 
-// An event whose stored JSON is damaged fails the Lease that reaches it, with an error naming it,
-// and leaves no lease behind: the events before it are due again.
-func TestLeaseOfADamagedEventLeavesNoLease(t *testing.T) {
+// A stored event whose bytes are damaged (its JSON, or its record's header) does not stop the
+// partition: Lease hands out the others and moves it to the dead letters with a reason saying so,
+// where it is listed and can be dropped.
+func TestADamagedStoredEventBecomesADeadLetter(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "capi.db")
 	t0 := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC).UnixNano()
-	db := writeLog(t, path, purchaseBatch(t, "logged", t0+2).encode())
+	db := writeLog(t, path, purchaseBatch(t, "logged", t0+3).encode())
 	err := db.Update(func(tx *bbolt.Tx) error {
 		ready, err := tx.CreateBucketIfNotExists([]byte(readyPrefix + "meta"))
 		if err != nil {
@@ -179,7 +181,17 @@ func TestLeaseOfADamagedEventLeavesNoLease(t *testing.T) {
 		if err := ready.Put(readyKey(t0, 1), record{enqueued: t0, event: good.events[0]}.encode()); err != nil {
 			return err
 		}
-		return ready.Put(readyKey(t0+1, 2), record{enqueued: t0 + 1, event: []byte(`{"event_name":`)}.encode())
+		if err := ready.Put(readyKey(t0+1, 2), record{enqueued: t0 + 1, event: []byte(`{"event_name":`)}.encode()); err != nil {
+			return err
+		}
+		_, err = ready.NextSequence()
+		if err == nil {
+			_, err = ready.NextSequence()
+		}
+		if err != nil {
+			return err
+		}
+		return ready.Put(readyKey(t0+2, 3), []byte{9, 9, 9})
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -190,14 +202,24 @@ func TestLeaseOfADamagedEventLeavesNoLease(t *testing.T) {
 	}
 	defer q.Close()
 	ctx := context.Background()
-	if items, err := q.Lease(ctx, "meta", 10); err == nil {
-		t.Fatalf("Lease over a damaged event = %d items, no error", len(items))
+	items, err := q.Lease(ctx, "meta", 10)
+	if err != nil || len(items) != 2 || items[0].Event.ID != "stored" || items[1].Event.ID != "logged" {
+		t.Fatalf("Lease over two damaged events = %v, %v; want the two intact ones", items, err)
 	}
-	if st, _ := q.Stats(ctx); st["meta"].Leased != 0 {
-		t.Fatalf("a failed Lease left %d leases", st["meta"].Leased)
+	st, _ := q.Stats(ctx)
+	if st["meta"].Depth != 2 || st["meta"].DeadLetters != 2 || st["meta"].Leased != 2 {
+		t.Fatalf("stats = %+v, want depth 2, 2 dead letters, 2 leased", st["meta"])
 	}
-	items, err := q.Lease(ctx, "meta", 1)
-	if err != nil || len(items) != 1 || items[0].Event.ID != "stored" {
-		t.Fatalf("the event before the damaged one: %v, %v", items, err)
+	dead, err := q.DeadLetters(ctx, "meta", "", 10)
+	if err != nil || len(dead) != 2 {
+		t.Fatalf("DeadLetters = %d, %v", len(dead), err)
+	}
+	for _, d := range dead {
+		if !strings.HasPrefix(d.Reason, damagedReason) {
+			t.Errorf("dead letter %s has reason %q, want it to say the stored event is damaged", d.ID, d.Reason)
+		}
+	}
+	if n, err := q.Drop(ctx, "meta"); err != nil || n != 2 {
+		t.Fatalf("Drop = %d, %v", n, err)
 	}
 }
