@@ -2,6 +2,7 @@ package queue
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -21,7 +22,8 @@ import (
 // platforms' records), holds the events it has read and not settled in a window, and leases from it
 // beside the ready bucket. bbolt holds what waits longer than the log should: rescheduled events,
 // replayed dead letters, events of the ready bucket from before this design, and events moved out
-// of a log grown past maxLogSegments (evacuate).
+// of a log grown past maxLogSegments (evacuate; one leased meanwhile keeps its lease on its copy in
+// bbolt, under the receipt its holder has: partition.moved).
 //
 // Persistent state, in bbolt:
 //   - queue.log/applied, the base: no record at or below it holds an event still waiting in the log.
@@ -62,20 +64,10 @@ type logPos struct {
 }
 
 func (a logPos) compare(b logPos) int {
-	if c := cmpUint64(a.lsn, b.lsn); c != 0 {
+	if c := cmp.Compare(a.lsn, b.lsn); c != 0 {
 		return c
 	}
-	return cmpUint64(uint64(a.idx), uint64(b.idx))
-}
-
-func cmpUint64(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
+	return cmp.Compare(a.idx, b.idx)
 }
 
 const logPosSize = 12
@@ -154,14 +146,14 @@ func (p *partition) trim() {
 	}
 }
 
-// read reads the log forward until the window holds want events that are neither leased nor
-// settled, or the log ends. The caller holds mu.
+// read reads the log forward until the window holds want events that are neither leased, settled
+// nor being moved, or the log ends. The caller holds mu.
 func (q *Bolt) read(p *partition, want int) error {
 	free, unsettled := 0, 0
 	for _, e := range p.window {
 		if !e.settled {
 			unsettled++
-			if !e.leased {
+			if !e.leased && !e.moving {
 				free++
 			}
 		}
@@ -221,8 +213,8 @@ func loggedPlatform(p []byte) []byte {
 	return p[9+k : 9+k+int(n)]
 }
 
-// residentCandidates returns up to max of the window's events that are neither leased nor settled,
-// in log order. The caller holds mu.
+// residentCandidates returns up to max of the window's events that are neither leased, settled nor
+// being moved, in log order. The caller holds mu.
 func (p *partition) residentCandidates(max int) []int {
 	var idx []int
 	for i := range p.window {
