@@ -433,9 +433,6 @@ func (q *Bolt) Enqueue(ctx context.Context, platformName string, events ...event
 		batch.events = append(batch.events, data)
 	}
 	res, err := q.reserve(ctx, &batch, now)
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		return 0, err
-	}
 	if err != nil {
 		return 0, fmt.Errorf("queue: enqueue %s events: %w", platformName, err)
 	}

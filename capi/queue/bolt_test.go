@@ -252,8 +252,8 @@ func TestWaitingEventsStayOnDisk(t *testing.T) {
 	}
 	// Past its limit the log moved the oldest waiting events into bbolt: its length is bounded
 	// too, by the limit and by the dedup keys not yet flushed (up to DedupFlushKeys of them).
-	if segs, _ := filepath.Glob(filepath.Join(queue.LogDir(q.Path()), "0*.wal")); len(segs) > 2*queue.MaxLogSegments {
-		t.Fatalf("the log holds %d segments with a limit of %d: waiting events are not moved out of it", len(segs), queue.MaxLogSegments)
+	if n := q.Segments(); n > 2*queue.MaxLogSegments {
+		t.Fatalf("the log holds %d segments with a limit of %d: waiting events are not moved out of it", n, queue.MaxLogSegments)
 	}
 	items, err := q.Lease(ctx, "meta", 3)
 	if err != nil || len(items) != 3 || items[0].Event.ID != "ev-0000000" {

@@ -66,9 +66,6 @@ func (q *Bolt) FilterCapacity() int {
 // MaxLogSegments is how many segments the log may hold before waiting events are moved out of it.
 var MaxLogSegments = maxLogSegments
 
-// Path is the bbolt file's path.
-func (q *Bolt) Path() string { return q.db.Path() }
-
 // Reserved reports how many dedup keys calls in flight hold: none once every call has returned.
 func (q *Bolt) Reserved() int {
 	q.resMu.Lock()

@@ -270,13 +270,8 @@ func TestLogSegmentsRollOverAndAreRecycled(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	var want []string
-	for i := range 400 {
-		want = append(want, fmt.Sprintf("ev-%03d", i))
-		if _, err := q.Enqueue(ctx, "meta", queuetest.Event(want[i])); err != nil {
-			t.Fatal(err)
-		}
-	}
+	want := idRange("ev", 0, 400)
+	enqueueEachOn(t, q, "meta", want...)
 	// Delivered events leave the log's records to their dedup keys, kept until they are flushed.
 	items, err := q.Lease(ctx, "meta", 1000)
 	if err != nil || len(items) != len(want) {
@@ -307,13 +302,13 @@ func TestLogSegmentsRollOverAndAreRecycled(t *testing.T) {
 	}
 	before := len(files)
 	// About 16 events a segment: the 100 events not delivered keep 7 or 8 segments.
-	live, _ := filepath.Glob(filepath.Join(queue.LogDir(path), "0*.wal"))
-	if len(live) > 10 {
-		t.Fatalf("%d log segments (%d files before the flush) after 300 of 400 events were delivered and their keys flushed: delivered segments are not released", len(live), before)
+	live := q.Segments()
+	if live > 10 {
+		t.Fatalf("%d log segments (%d files before the flush) after 300 of 400 events were delivered and their keys flushed: delivered segments are not released", live, before)
 	}
 	files, _ = filepath.Glob(filepath.Join(queue.LogDir(path), "*.wal"))
-	if len(files) > len(live)+queue.LogSpares+1 {
-		t.Fatalf("%d log files for %d live segments: released segments are kept beyond the %d spares", len(files), len(live), queue.LogSpares)
+	if len(files) > live+queue.LogSpares+1 {
+		t.Fatalf("%d log files for %d live segments: released segments are kept beyond the %d spares", len(files), live, queue.LogSpares)
 	}
 	q.Close()
 	db.Close()
@@ -531,13 +526,8 @@ func TestWaitingEventsMoveOutOfALogPastItsLimit(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	var want []string
-	for i := range 200 {
-		want = append(want, fmt.Sprintf("ev-%03d", i))
-		if _, err := q.Enqueue(ctx, "tiktok", queuetest.Event(want[i])); err != nil {
-			t.Fatal(err)
-		}
-	}
+	want := idRange("ev", 0, 200)
+	enqueueEachOn(t, q, "tiktok", want...)
 	// The first event is being sent.
 	held, err := q.Lease(ctx, "tiktok", 1)
 	if err != nil || len(held) != 1 {
@@ -616,15 +606,11 @@ func TestAnIdlePlatformDoesNotHoldTheLog(t *testing.T) {
 		t.Fatal(err)
 	}
 	ackAll(t, q, "google")
-	for i := range 200 {
-		if _, err := q.Enqueue(ctx, "meta", queuetest.Event(fmt.Sprint("m-", i))); err != nil {
-			t.Fatal(err)
-		}
-	}
+	enqueueEachOn(t, q, "meta", idRange("m", 0, 200)...)
 	ackAll(t, q, "meta")
 	catchUp(t, q)
-	if live, _ := filepath.Glob(filepath.Join(queue.LogDir(path), "0*.wal")); len(live) > 2 {
-		t.Fatalf("%d log segments with every event delivered: an idle platform holds the log", len(live))
+	if n := q.Segments(); n > 2 {
+		t.Fatalf("%d log segments with every event delivered: an idle platform holds the log", n)
 	}
 	if n, err := q.Enqueue(ctx, "google", queuetest.Event("g2")); err != nil || n != 1 {
 		t.Fatalf("Enqueue g2 = %d, %v", n, err)
@@ -649,11 +635,7 @@ func TestAHeldLeaseOfAQuietPlatformDoesNotPinTheLog(t *testing.T) {
 		t.Fatalf("Lease = %d, %v", len(held), err)
 	}
 	for round := range 5 {
-		for i := range 200 {
-			if _, err := q.Enqueue(ctx, "meta", queuetest.Event(fmt.Sprint("m-", round, "-", i))); err != nil {
-				t.Fatal(err)
-			}
-		}
+		enqueueEachOn(t, q, "meta", idRange(fmt.Sprint("m", round), 0, 200)...)
 		ackAll(t, q, "meta")
 		catchUp(t, q)
 		if n := q.Segments(); n > 4 {

@@ -448,17 +448,18 @@ func (q *Bolt) evacuate() error {
 		flushed := q.flushed
 		q.logMu.Unlock()
 		var oldest *partition
+		var oldestLSN uint64
 		q.partsMu.RLock()
 		for _, p := range q.parts {
-			p.mu.Lock()
-			c := p.cursor
-			p.mu.Unlock()
-			if p.resident.Load() > 0 && (oldest == nil || c.lsn < oldest.cursorLSN()) {
-				oldest = p
+			if p.resident.Load() == 0 {
+				continue
+			}
+			if c := p.cursorLSN(); oldest == nil || c < oldestLSN {
+				oldest, oldestLSN = p, c
 			}
 		}
 		q.partsMu.RUnlock()
-		if oldest == nil || oldest.cursorLSN() > flushed {
+		if oldest == nil || oldestLSN > flushed {
 			return nil // the dedup checkpoint holds the log, not waiting events
 		}
 		moved, err := q.evacuateChunk(oldest)
