@@ -160,9 +160,12 @@ func TestBackgroundWriterGroupsVisitorWrites(t *testing.T) {
 			failed := edgeStats().backgroundFailed.WithLabelValues(jobVisitor)
 			failedBefore := counterValue(t, failed)
 
-			// Hold the writer so the jobs below wait together, as a burst finds it busy.
-			release := make(chan struct{})
-			w.submit("test", func(context.Context) error { <-release; return nil })
+			// Hold the writer so the jobs below wait together, as a burst finds it busy. It must
+			// be running the holding job before they come: otherwise it may gather the first few
+			// of them with it into a group of their own.
+			release, holding := make(chan struct{}), make(chan struct{})
+			w.submit("test", func(context.Context) error { close(holding); <-release; return nil })
+			<-holding
 			const jobs = 300
 			for i := range jobs {
 				fn := func(v *store.Visitor) error {
