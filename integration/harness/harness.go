@@ -351,10 +351,19 @@ func (c *Caddy) Running() bool {
 func (c *Caddy) Stop() {
 	c.t.Helper()
 	if killed := c.stop(); killed {
-		c.t.Errorf("harness: caddy did not exit within %v of SIGTERM; killed it", stopTimeout)
+		c.notExited()
 	}
 }
 
+// notExited fails the test for a process that had to be killed, with its whole log: it ends with
+// the goroutine dump that stop asked for with SIGQUIT, which says where the shutdown hung.
+func (c *Caddy) notExited() {
+	c.t.Errorf("harness: caddy did not exit within %v of SIGTERM; killed it. Its log (%s):\n%s", stopTimeout, c.ConfigPath(), c.Log())
+}
+
+// stop sends SIGTERM and waits stopTimeout for the process to exit. Past that it sends SIGQUIT (the
+// Go runtime then writes every goroutine's stack to the log and exits), and kills it if that does
+// not end it within 2 seconds.
 func (c *Caddy) stop() (killed bool) {
 	c.mu.Lock()
 	cmd, exited := c.cmd, c.exited
@@ -372,8 +381,13 @@ func (c *Caddy) stop() (killed bool) {
 	case <-exited:
 		return false
 	case <-time.After(stopTimeout):
-		_ = cmd.Process.Kill()
-		<-exited
+		_ = cmd.Process.Signal(syscall.SIGQUIT)
+		select {
+		case <-exited:
+		case <-time.After(2 * time.Second):
+			_ = cmd.Process.Kill()
+			<-exited
+		}
 		return true
 	}
 }
@@ -507,9 +521,9 @@ func (c *Caddy) WaitLog(substr string, timeout time.Duration) {
 }
 
 func (c *Caddy) cleanup() {
-	killed := c.stop()
-	if killed {
-		c.t.Errorf("harness: caddy did not exit within %v of SIGTERM; killed it", stopTimeout)
+	if killed := c.stop(); killed {
+		c.notExited()
+		return
 	}
 	if c.t.Failed() {
 		c.t.Logf("harness: caddy log (%s):\n%s", c.ConfigPath(), tail(c.Log(), 200))
